@@ -1,0 +1,88 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let package = Package(
+    name: "imagegen",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "imagegen", targets: ["imagegen"]),
+        // The library a Swift web tier links to enqueue jobs, read status and follow events.
+        .library(name: "ImagegenClient", targets: ["RedisQueue"]),
+        .library(name: "ImagegenWorker", targets: ["Worker"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // C libraries from the system, each imported by exactly one Swift or C module.
+        .systemLibrary(
+            name: "CHiredis", pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(
+            name: "CLibPNG", pkgConfig: "libpng",
+            providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(
+            name: "CLibJPEG", pkgConfig: "libjpeg",
+            providers: [.apt(["libjpeg-dev"])]),
+        // The only C code of the project: every setjmp and every codec hook lives here.
+        .target(name: "CImageShim", dependencies: ["CLibPNG", "CLibJPEG"]),
+
+        .target(
+            name: "RedisClient",
+            dependencies: [
+                "CHiredis",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "JobQueue",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]),
+        .target(
+            name: "RedisQueue",
+            dependencies: ["JobQueue", "RedisClient"],
+            resources: [.copy("Scripts")]),
+        .target(name: "ImageIngest", dependencies: ["CImageShim"]),
+        .target(
+            name: "Backends",
+            dependencies: ["ImageIngest"]),
+        .target(
+            name: "Storage",
+            dependencies: [
+                "RedisClient",
+                .product(name: "Logging", package: "swift-log"),
+            ]),
+        .target(
+            name: "Worker",
+            dependencies: [
+                "JobQueue", "ImageIngest", "Backends", "Storage",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+        .executableTarget(
+            name: "imagegen",
+            dependencies: [
+                "Worker", "RedisQueue", "RedisClient", "Storage", "Backends", "ImageIngest", "JobQueue",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+
+        .testTarget(name: "JobQueueTests", dependencies: ["JobQueue"]),
+        .testTarget(name: "ImageIngestTests", dependencies: ["ImageIngest", "Backends"]),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: [
+                "RedisClient", "RedisQueue", "Storage", "Worker", "Backends", "JobQueue", "ImageIngest",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
+    ],
+    swiftLanguageModes: [.v6]
+)

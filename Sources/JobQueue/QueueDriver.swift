@@ -1,0 +1,33 @@
+/// The queue operations a worker needs. ``RedisJobQueue`` implements it on Redis.
+public protocol QueueDriver: Sendable {
+    /// Takes up to `limit` jobs, fairly and within the caps, and leases them to `workerID`.
+    func claim(workerID: String, limit: Int) async throws -> ClaimResult
+    /// Waits until something may have become claimable, or `timeout` passes. Never polls.
+    func waitForWork(timeout: Duration) async throws
+    /// Extends the leases; returns the job ids this worker no longer holds (stop them).
+    func heartbeat(workerID: String, leases: [Lease]) async throws -> [String]
+    /// Records a progress stage; throws ``QueueError/Code/fenced`` when the lease is gone.
+    func progress(_ lease: Lease, stage: String, detail: String) async throws
+    /// Marks the job succeeded with its result.
+    func complete(_ lease: Lease, result: JobResult) async throws
+    /// Fails, retries or requeues the job; returns its new state.
+    func fail(_ lease: Lease, failure: JobFailure) async throws -> JobState
+    /// Hands the job back untouched, at once (graceful shutdown).
+    func release(_ lease: Lease) async throws
+}
+
+extension QueueDriver {
+    /// Ids of running jobs canceled by someone else; default: none (heartbeats still report them).
+    public func canceledJobs() -> AsyncStream<String> {
+        AsyncStream { $0.finish() }
+    }
+}
+
+/// A queue whose leases can be renewed from a plain thread, outside Swift concurrency, so that
+/// lease renewal keeps going while the cooperative pool is busy.
+public protocol BlockingLeaseRenewal: Sendable {
+    /// Extends the leases; returns the job ids this worker no longer holds. Blocks the caller.
+    func heartbeatBlocking(workerID: String, leases: [Lease]) throws -> [String]
+    /// Marks the worker as gone so its jobs need no lease expiry to come back. Blocks the caller.
+    func unregisterBlocking(workerID: String) throws
+}

@@ -1,0 +1,20 @@
+import Crypto
+
+/// A stable pseudonym of a user id for logs and providers: the first 16 hex digits of
+/// SHA-256(salt ‖ user). Never log or send the raw id.
+public struct UserHasher: Sendable {
+    private let salt: [UInt8]
+
+    /// `salt` is a deployment secret (`IMAGEGEN_USER_HASH_SALT`); empty is allowed but weaker.
+    public init(salt: String = "") {
+        self.salt = Array(salt.utf8)
+    }
+
+    public func hash(_ user: String) -> String {
+        let digest = SHA256.hash(data: salt + Array(user.utf8))
+        return digest.prefix(8).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
+    }
+}

@@ -1,0 +1,291 @@
+import Foundation
+import Logging
+
+/// One Redis connection with a thread of its own.
+///
+/// hiredis calls block, so they never run on Swift's cooperative pool: every call is queued to
+/// this connection's thread and the caller's task suspends until the reply comes back. Requests
+/// that arrive while the thread is busy are written together and their replies read together
+/// (automatic pipelining), so many tasks sharing one connection cost few round trips.
+///
+/// The connection is opened lazily and reopened after a failure, with exponential backoff and
+/// full jitter between attempts. A command whose connection broke fails with a retryable
+/// ``RedisError``; commands are never resent by themselves, because not all are idempotent.
+public final class RedisConnection: Sendable {
+    private let state: State
+    private let configuration: RedisConfiguration
+
+    /// Creates the connection and its thread. Nothing is sent until the first command.
+    public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "imagegen.redis")) {
+        self.configuration = configuration
+        self.state = State(configuration: configuration, logger: logger)
+        let state = self.state
+        let thread = Thread { state.runLoop() }
+        thread.name = "redis-connection"
+        thread.start()
+    }
+
+    deinit { state.close() }
+
+    /// Sends one command and returns its reply; an error reply is thrown as ``RedisError/Code/server``.
+    public func send(_ command: RedisCommand) async throws -> RESPValue {
+        let reply = try await submit([command], blockingTimeout: nil)[0]
+        if case .error(let message) = reply { throw RedisError(.server, message) }
+        return reply
+    }
+
+    /// Sends one command built from strings, integers and byte arrays.
+    public func send(_ parts: any RedisArgumentConvertible...) async throws -> RESPValue {
+        try await send(parts.map(\.redisArgument))
+    }
+
+    /// Sends several commands in one write and returns their replies in order.
+    /// Error replies stay in the array as ``RESPValue/error(_:)``.
+    public func pipeline(_ commands: [RedisCommand]) async throws -> [RESPValue] {
+        guard !commands.isEmpty else { return [] }
+        return try await submit(commands, blockingTimeout: nil)
+    }
+
+    /// Sends a blocking command (`BLPOP`, `BZPOPMIN`, `XREAD BLOCK` …) whose own timeout is `timeout`.
+    ///
+    /// Use a connection of its own for these: while it blocks, nothing else can use it.
+    /// Canceling the calling task interrupts the wait at once (the connection is then reopened).
+    public func sendBlocking(_ command: RedisCommand, timeout: Duration) async throws -> RESPValue {
+        let reply = try await submit([command], blockingTimeout: timeout)[0]
+        if case .error(let message) = reply { throw RedisError(.server, message) }
+        return reply
+    }
+
+    /// Fails queued commands and stops the thread. Idempotent.
+    public func close() { state.close() }
+
+    /// Sends one command from a thread that is not part of Swift concurrency, waiting for the
+    /// reply. For components that must keep running while the cooperative pool is saturated
+    /// (the lease renewer). Never call it from an async context.
+    public func sendAndWait(_ command: RedisCommand) throws -> RESPValue {
+        let done = DispatchSemaphore(value: 0)
+        let box = ResultBox()
+        state.enqueue(
+            Request(id: state.nextRequestID(), commands: [command], blockingTimeout: nil) { result in
+                box.result = result
+                done.signal()
+            })
+        done.wait()
+        let reply = try box.result!.get()[0]
+        if case .error(let message) = reply { throw RedisError(.server, message) }
+        return reply
+    }
+
+    private func submit(_ commands: [RedisCommand], blockingTimeout: Duration?) async throws -> [RESPValue] {
+        let id = state.nextRequestID()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                state.enqueue(
+                    Request(id: id, commands: commands, blockingTimeout: blockingTimeout) { result in
+                        continuation.resume(with: result)
+                    })
+            }
+        } onCancel: {
+            state.cancel(id: id)
+        }
+    }
+}
+
+/// Carries a result from the connection thread to a waiting thread; the semaphore orders the accesses.
+private final class ResultBox: @unchecked Sendable {
+    var result: Result<[RESPValue], Error>?
+}
+
+private struct Request {
+    let id: UInt64
+    let commands: [RedisCommand]
+    let blockingTimeout: Duration?
+    let complete: @Sendable (Result<[RESPValue], Error>) -> Void
+}
+
+/// The connection's shared state. `@unchecked Sendable`: the mutable queue is guarded by
+/// `condition`; `socket` and `backoff` are touched only by the connection's own thread.
+private final class State: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var queue: [Request] = []
+    private var closed = false
+    private var requestCounter: UInt64 = 0
+    /// The request running on the thread now, and its socket, for cancellation of blocking calls.
+    private var runningBlockingID: UInt64?
+    private var runningFD: Int32 = -1
+    private var interruptedID: UInt64?
+
+    private var socket: HiredisSocket?
+    private var backoff: ReconnectBackoff
+    private var nextConnectAttempt: ContinuousClock.Instant = .now
+    private let configuration: RedisConfiguration
+    private let logger: Logger
+    private static let maxBatch = 512
+
+    init(configuration: RedisConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.backoff = ReconnectBackoff(
+            base: configuration.reconnectBaseDelay, maximum: configuration.reconnectMaxDelay)
+    }
+
+    func nextRequestID() -> UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        requestCounter += 1
+        return requestCounter
+    }
+
+    func enqueue(_ request: Request) {
+        condition.lock()
+        if closed {
+            condition.unlock()
+            request.complete(.failure(RedisError(.closed, "connection closed")))
+            return
+        }
+        queue.append(request)
+        condition.signal()
+        condition.unlock()
+    }
+
+    func cancel(id: UInt64) {
+        condition.lock()
+        if let index = queue.firstIndex(where: { $0.id == id }) {
+            let request = queue.remove(at: index)
+            condition.unlock()
+            request.complete(.failure(RedisError(.canceled, "canceled before it was sent")))
+            return
+        }
+        if runningBlockingID == id {
+            interruptedID = id
+            HiredisSocket.interrupt(fd: runningFD)
+        }
+        condition.unlock()
+    }
+
+    func close() {
+        condition.lock()
+        if closed {
+            condition.unlock()
+            return
+        }
+        closed = true
+        let pending = queue
+        queue.removeAll()
+        HiredisSocket.interrupt(fd: runningFD)
+        condition.broadcast()
+        condition.unlock()
+        for request in pending {
+            request.complete(.failure(RedisError(.closed, "connection closed")))
+        }
+    }
+
+    func runLoop() {
+        while let batch = nextBatch() {
+            run(batch)
+        }
+        socket = nil
+    }
+
+    /// Waits for work; a blocking command always runs alone.
+    private func nextBatch() -> [Request]? {
+        condition.lock()
+        defer { condition.unlock() }
+        while queue.isEmpty && !closed { condition.wait() }
+        if closed { return nil }
+        if queue[0].blockingTimeout != nil {
+            return [queue.removeFirst()]
+        }
+        var count = 0
+        while count < queue.count, count < State.maxBatch, queue[count].blockingTimeout == nil { count += 1 }
+        let batch = Array(queue[0..<count])
+        queue.removeFirst(count)
+        return batch
+    }
+
+    private func connectedSocket() throws -> HiredisSocket {
+        if let socket { return socket }
+        let wait = nextConnectAttempt - .now
+        if wait > .zero { Thread.sleep(forTimeInterval: wait.seconds) }
+        do {
+            let socket = try HiredisSocket(configuration: configuration)
+            if backoff.failures > 0 {
+                logger.info("redis reconnected", metadata: ["redis.endpoint": "\(configuration.redactedDescription)"])
+            }
+            backoff.reset()
+            self.socket = socket
+            return socket
+        } catch let error as RedisError {
+            if error.code == .connectionFailed {
+                nextConnectAttempt = .now + backoff.nextDelay()
+                if backoff.failures == 1 || backoff.failures % 20 == 0 {
+                    logger.warning(
+                        "redis connect failed",
+                        metadata: ["error": "\(error.message)", "redis.attempts": "\(backoff.failures)"])
+                }
+            }
+            throw error
+        }
+    }
+
+    private func run(_ batch: [Request]) {
+        let socket: HiredisSocket
+        do {
+            socket = try connectedSocket()
+        } catch {
+            for request in batch { request.complete(.failure(error)) }
+            return
+        }
+        let blocking = batch.count == 1 ? batch[0].blockingTimeout : nil
+        if let blocking {
+            condition.lock()
+            runningBlockingID = batch[0].id
+            runningFD = socket.fileDescriptor
+            condition.unlock()
+            socket.setTimeout(blocking + configuration.commandTimeout)
+        }
+        defer {
+            if blocking != nil {
+                condition.lock()
+                runningBlockingID = nil
+                runningFD = -1
+                condition.unlock()
+                self.socket?.setTimeout(configuration.commandTimeout)
+            }
+        }
+        for request in batch {
+            for command in request.commands { socket.append(command) }
+        }
+        var index = 0
+        while index < batch.count {
+            let request = batch[index]
+            var replies: [RESPValue] = []
+            replies.reserveCapacity(request.commands.count)
+            do {
+                for _ in request.commands { replies.append(try socket.readReply()) }
+            } catch {
+                // The connection is unusable after any read failure: drop it and fail the rest.
+                self.socket = nil
+                let interrupted = blocking != nil && isClosedOrCanceled(request.id)
+                let failure = interrupted ? RedisError(.canceled, "interrupted") : error
+                for rest in batch[index...] { rest.complete(.failure(failure)) }
+                return
+            }
+            request.complete(.success(replies))
+            index += 1
+        }
+    }
+
+    private func isClosedOrCanceled(_ id: UInt64) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return closed || interruptedID == id
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a `Double`.
+    var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

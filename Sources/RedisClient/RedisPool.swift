@@ -1,0 +1,52 @@
+import Logging
+import Synchronization
+
+/// A few pipelining connections shared by the whole process.
+///
+/// Each ``RedisConnection`` already batches concurrent commands, so a small pool (default 2)
+/// serves many tasks. Blocking commands get a dedicated connection from ``makeBlockingConnection()``.
+public final class RedisPool: Sendable {
+    /// The configuration every connection of this pool uses.
+    public let configuration: RedisConfiguration
+    private let connections: [RedisConnection]
+    private let next = Atomic<Int>(0)
+    private let logger: Logger
+
+    /// Creates `size` connections (at least one). Nothing connects until first use.
+    public init(configuration: RedisConfiguration, size: Int = 2, logger: Logger = Logger(label: "imagegen.redis")) {
+        self.configuration = configuration
+        self.logger = logger
+        self.connections = (0..<max(1, size)).map { _ in RedisConnection(configuration: configuration, logger: logger) }
+    }
+
+    /// The next connection in turn.
+    public var connection: RedisConnection {
+        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
+        return connections[abs(index) % connections.count]
+    }
+
+    /// Sends one command on the next connection.
+    public func send(_ command: RedisCommand) async throws -> RESPValue {
+        try await connection.send(command)
+    }
+
+    /// Sends one command built from strings, integers and byte arrays.
+    public func send(_ parts: any RedisArgumentConvertible...) async throws -> RESPValue {
+        try await connection.send(parts.map(\.redisArgument))
+    }
+
+    /// Sends several commands in one write on one connection.
+    public func pipeline(_ commands: [RedisCommand]) async throws -> [RESPValue] {
+        try await connection.pipeline(commands)
+    }
+
+    /// A new connection of its own, for blocking commands. The caller closes it.
+    public func makeBlockingConnection() -> RedisConnection {
+        RedisConnection(configuration: configuration, logger: logger)
+    }
+
+    /// Closes every connection of the pool.
+    public func close() {
+        for connection in connections { connection.close() }
+    }
+}

@@ -1,0 +1,428 @@
+import Foundation
+import JobQueue
+import Logging
+import RedisClient
+import Synchronization
+
+/// The job queue on Redis: the worker's ``QueueDriver`` and the web tier's producer API.
+///
+/// Every state change is one call of a function of the `imagegen_v1` library
+/// (`Scripts/imagegen.lua`), which also appends the event. The library is loaded on first use
+/// and reloaded whenever the server lost it.
+public final class RedisJobQueue: QueueDriver, Sendable {
+    /// The queue's name (the part inside the hash tag).
+    public let name: String
+    /// The queue's keys.
+    public let keys: QueueKeys
+    /// The Redis connections.
+    public let pool: RedisPool
+    private let library: RedisFunctionLibrary
+    private let blocking = Mutex<RedisConnection?>(nil)
+    private let libraryChecked = Atomic<Bool>(false)
+    private let logger: Logger
+
+    /// The `imagegen_v1` function library, as shipped.
+    public static let functionLibrary: RedisFunctionLibrary = {
+        guard let url = Bundle.module.url(forResource: "imagegen", withExtension: "lua", subdirectory: "Scripts"),
+            let source = try? String(contentsOf: url, encoding: .utf8)
+        else {
+            preconditionFailure("the imagegen.lua resource is missing from the RedisQueue bundle")
+        }
+        return RedisFunctionLibrary(name: "imagegen_v1", source: source)
+    }()
+
+    /// The revision of the shipped library (`REVISION` in `imagegen.lua`).
+    public static let libraryRevision: Int = {
+        let source = functionLibrary.source
+        guard let line = source.split(separator: "\n").first(where: { $0.hasPrefix("local REVISION = ") }),
+            let revision = Int(line.dropFirst("local REVISION = ".count).trimmingCharacters(in: .whitespaces))
+        else { preconditionFailure("imagegen.lua has no REVISION line") }
+        return revision
+    }()
+
+    /// A queue named `name` (default `default`) on `pool`.
+    public init(pool: RedisPool, name: String = "default", logger: Logger = Logger(label: "imagegen.queue")) throws {
+        guard QueueKeys.isValidQueueName(name) else {
+            throw QueueError(.invalidConfiguration, "queue name '\(name)': 1-64 letters, digits, - or _")
+        }
+        self.pool = pool
+        self.name = name
+        self.keys = QueueKeys(queue: name)
+        self.library = RedisJobQueue.functionLibrary
+        self.logger = logger
+    }
+
+    /// Closes the blocking connection (the pool belongs to the caller).
+    public func close() {
+        blocking.withLock { connection in
+            connection?.close()
+            connection = nil
+        }
+    }
+
+    // MARK: Setup
+
+    /// Makes sure the server runs this library's revision or a newer one (done once by the first call).
+    public func loadFunctions() async throws {
+        try await mapErrors {
+            _ = try await library.upgrade(
+                on: pool, revisionFunction: "imagegen_v1_revision", revision: RedisJobQueue.libraryRevision)
+        }
+        libraryChecked.store(true, ordering: .relaxed)
+    }
+
+    /// Writes queue-wide settings; every worker and producer call uses them from then on.
+    @discardableResult
+    public func configure(_ settings: QueueSettings?) async throws -> [String: String] {
+        let reply = try await call("configure", (settings?.arguments ?? []).map { RedisArgument($0) })
+        return RedisJobQueue.pairs(reply)
+    }
+
+    // MARK: Producer
+
+    /// The result of an enqueue.
+    public struct EnqueueResult: Sendable, Equatable {
+        public var jobID: String
+        /// False when the idempotency key already named a job: `jobID` is that job.
+        public var created: Bool
+    }
+
+    /// Enqueues a job. With an idempotency key, enqueueing again returns the first job's id.
+    public func enqueue(_ spec: JobSpec, idempotencyKey: String? = nil, delay: Duration? = nil) async throws
+        -> EnqueueResult
+    {
+        try spec.validate()
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let json = try encoder.encode(spec)
+        return try await enqueue(json: Array(json), idempotencyKey: idempotencyKey, delay: delay)
+    }
+
+    /// Enqueues raw job JSON exactly as another language would.
+    public func enqueue(json: [UInt8], idempotencyKey: String? = nil, delay: Duration? = nil) async throws
+        -> EnqueueResult
+    {
+        let reply = try await call(
+            "enqueue",
+            [
+                RedisArgument(bytes: json), RedisArgument(idempotencyKey ?? ""),
+                RedisArgument(Int(delay?.milliseconds ?? 0)),
+            ])
+        guard let items = reply.array, items.count == 2, let id = items[0].string, let created = items[1].int else {
+            throw QueueError(.protocolError, "unexpected enqueue reply")
+        }
+        return EnqueueResult(jobID: id, created: created == 1)
+    }
+
+    /// Cancels a job: a queued or delayed job is removed; a running job is fenced out and its
+    /// worker told to abort. Returns the state the job was in, `already_<state>`, or `missing`.
+    public func cancel(jobID: String) async throws -> String {
+        try await call("cancel", [RedisArgument(jobID)]).string ?? "missing"
+    }
+
+    /// The job's record, or `nil` when it does not exist (or expired).
+    public func status(jobID: String) async throws -> JobRecord? {
+        let reply = try await mapErrors { try await pool.send(["HGETALL", RedisArgument(keys.job(jobID))]) }
+        let fields = RedisJobQueue.pairs(reply)
+        guard !fields.isEmpty else { return nil }
+        return RedisJobQueue.record(fields)
+    }
+
+    /// Queue depth and health.
+    public func stats() async throws -> QueueStats {
+        let f = RedisJobQueue.pairs(try await call("stats", []))
+        var byTier: [String: Int] = [:]
+        for tier in JobSpec.Tier.allCases { byTier[tier.rawValue] = Int(f["queued_\(tier.rawValue)"] ?? "0") ?? 0 }
+        return QueueStats(
+            queuedByTier: byTier, delayed: Int(f["delayed"] ?? "0") ?? 0, active: Int(f["active"] ?? "0") ?? 0,
+            dead: Int(f["dead"] ?? "0") ?? 0, liveWorkers: Int(f["workers"] ?? "0") ?? 0,
+            oldestQueuedAgeMS: Int(f["oldest_queued_age_ms"] ?? "0") ?? 0)
+    }
+
+    // MARK: Dead letters
+
+    /// Dead jobs, newest first.
+    public func deadJobs(limit: Int = 100) async throws -> [JobRecord] {
+        let reply = try await mapErrors {
+            try await pool.send(["ZREVRANGE", RedisArgument(keys.dead), 0, RedisArgument(limit - 1)])
+        }
+        var records: [JobRecord] = []
+        for id in reply.array?.compactMap(\.string) ?? [] {
+            if let record = try await status(jobID: id) { records.append(record) }
+        }
+        return records
+    }
+
+    /// Gives a dead job a fresh set of attempts. Returns false when it is not dead.
+    public func requeueDead(jobID: String) async throws -> Bool {
+        try await call("dlq_requeue", [RedisArgument(jobID)]).int == 1
+    }
+
+    /// Deletes a dead job. Returns false when it is not dead.
+    public func deleteDead(jobID: String) async throws -> Bool {
+        try await call("dlq_delete", [RedisArgument(jobID)]).int == 1
+    }
+
+    // MARK: Worker side (QueueDriver)
+
+    public func claim(workerID: String, limit: Int) async throws -> ClaimResult {
+        let reply = try await call("claim", [RedisArgument(workerID), RedisArgument(limit)])
+        guard let items = reply.array, let hint = items.first?.int else {
+            throw QueueError(.protocolError, "unexpected claim reply")
+        }
+        var jobs: [ClaimedJob] = []
+        var rejected = 0
+        var index = 1
+        let decoder = JSONDecoder()
+        while index + 4 < items.count {
+            let id = items[index].string ?? ""
+            let lease = Lease(
+                jobID: id, token: items[index + 1].string ?? "", attempt: items[index + 2].int ?? 1,
+                recoveries: items[index + 3].int ?? 0)
+            index += 5
+            do {
+                let spec = try decoder.decode(JobSpec.self, from: Data(items[index - 1].bytes ?? []))
+                jobs.append(ClaimedJob(lease: lease, spec: spec))
+            } catch {
+                // Enqueue validated it, so this is a producer writing keys by hand: fail it for good.
+                rejected += 1
+                _ = try? await fail(
+                    lease,
+                    failure: JobFailure(
+                        code: "invalid_job", message: "the job JSON could not be read", disposition: .terminal))
+            }
+        }
+        return ClaimResult(jobs: jobs, rejected: rejected, nextDueIn: hint >= 0 ? .milliseconds(hint) : nil)
+    }
+
+    public func waitForWork(timeout: Duration) async throws {
+        let connection = blocking.withLock { connection in
+            if let connection { return connection }
+            let made = pool.makeBlockingConnection()
+            connection = made
+            return made
+        }
+        // BLPOP takes seconds as a decimal; 0 would block forever.
+        let seconds = max(0.01, Double(timeout.milliseconds) / 1000)
+        _ = try await mapErrors {
+            try await connection.sendBlocking(
+                ["BLPOP", RedisArgument(keys.wake), RedisArgument(String(format: "%.3f", seconds))], timeout: timeout)
+        }
+    }
+
+    public func heartbeat(workerID: String, leases: [Lease]) async throws -> [String] {
+        var arguments = [RedisArgument(workerID)]
+        for lease in leases {
+            arguments.append(RedisArgument(lease.jobID))
+            arguments.append(RedisArgument(lease.token))
+        }
+        return try await call("heartbeat", arguments).array?.compactMap(\.string) ?? []
+    }
+
+    public func progress(_ lease: Lease, stage: String, detail: String = "") async throws {
+        _ = try await call(
+            "progress",
+            [RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(stage), RedisArgument(detail)])
+    }
+
+    public func complete(_ lease: Lease, result: JobResult) async throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let json = try encoder.encode(result)
+        _ = try await call(
+            "complete", [RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(bytes: Array(json))])
+    }
+
+    public func fail(_ lease: Lease, failure: JobFailure) async throws -> JobState {
+        let mode: String
+        let delay: Duration
+        let spend: String
+        switch failure.disposition {
+        case .terminal: (mode, delay, spend) = ("terminal", .zero, "1")
+        case .retry(let after): (mode, delay, spend) = ("retry", after, "1")
+        case .requeue(let after): (mode, delay, spend) = ("retry", after, "0")
+        }
+        let reply = try await call(
+            "fail",
+            [
+                RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(failure.code),
+                RedisArgument(failure.message), RedisArgument(mode), RedisArgument(Int(delay.milliseconds)),
+                RedisArgument(spend),
+            ])
+        return reply.string.flatMap(JobState.init(rawValue:)) ?? .failed
+    }
+
+    public func release(_ lease: Lease) async throws {
+        _ = try await call("release", [RedisArgument(lease.jobID), RedisArgument(lease.token)])
+    }
+
+    // MARK: Events
+
+    /// Events after stream id `after` (`0` for all kept, `$` for only new ones), waiting up to
+    /// `block` for the first when there are none yet.
+    public func readEvents(
+        after: String, count: Int = 100, block: Duration? = nil, on connection: RedisConnection? = nil
+    )
+        async throws -> [JobEvent]
+    {
+        var command: RedisCommand = ["XREAD", "COUNT", RedisArgument(count)]
+        if let block { command += ["BLOCK", RedisArgument(Int(max(1, block.milliseconds)))] }
+        command += ["STREAMS", RedisArgument(keys.events), RedisArgument(after)]
+        let reply: RESPValue
+        if let block, let connection {
+            reply = try await mapErrors { try await connection.sendBlocking(command, timeout: block) }
+        } else {
+            reply = try await mapErrors { try await pool.send(command) }
+        }
+        guard let streams = reply.array, let first = streams.first?.array, first.count == 2,
+            let entries = first[1].array
+        else { return [] }
+        return entries.compactMap(RedisJobQueue.event)
+    }
+
+    /// Follows the event stream from `after` (default: only new events), resuming by itself after
+    /// a lost connection without losing or repeating events (it re-reads from the last id seen).
+    public func followEvents(after: String = "$") -> AsyncThrowingStream<JobEvent, Error> {
+        let connection = pool.makeBlockingConnection()
+        let queue = self
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                var last = after
+                if last == "$" {
+                    // Pin "now" to a concrete id so a reconnect cannot skip events.
+                    let info = try? await queue.pool.send([
+                        "XREVRANGE", RedisArgument(queue.keys.events), "+", "-", "COUNT", "1",
+                    ])
+                    last = info?.array?.first?.array?.first?.string ?? "0"
+                }
+                var backoff: Duration = .milliseconds(50)
+                while !Task.isCancelled {
+                    do {
+                        let events = try await queue.readEvents(
+                            after: last, count: 500, block: .seconds(5), on: connection)
+                        backoff = .milliseconds(50)
+                        for event in events {
+                            last = event.id
+                            continuation.yield(event)
+                        }
+                    } catch let error as QueueError where error.isRetryable {
+                        try? await Task.sleep(for: backoff)
+                        backoff = min(backoff * 2, .seconds(2))
+                    } catch {
+                        if !Task.isCancelled { continuation.finish(throwing: error) }
+                        break
+                    }
+                }
+                connection.close()
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in
+                task.cancel()
+                connection.close()
+            }
+        }
+    }
+
+    // MARK: Plumbing
+
+    private func call(_ function: String, _ arguments: [RedisArgument]) async throws -> RESPValue {
+        if !libraryChecked.load(ordering: .relaxed) { try await loadFunctions() }
+        return try await mapErrors {
+            try await library.call(
+                "imagegen_v1_\(function)", keys: [RedisArgument(keys.prefix)], arguments: arguments, on: pool)
+        }
+    }
+
+    private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as RedisError {
+            if error.code == .server, error.message.hasPrefix("IMAGEGEN ") {
+                let rest = error.message.dropFirst("IMAGEGEN ".count)
+                let parts = rest.split(separator: " ", maxSplits: 1)
+                let code = QueueError.Code(rawValue: String(parts.first ?? "")) ?? .protocolError
+                throw QueueError(code, parts.count > 1 ? String(parts[1]) : String(rest))
+            }
+            if error.code == .canceled { throw CancellationError() }
+            throw QueueError(error.isRetryable ? .unavailable : .protocolError, error.description)
+        }
+    }
+
+    static func pairs(_ reply: RESPValue) -> [String: String] {
+        guard let items = reply.array else { return [:] }
+        var out: [String: String] = [:]
+        var index = 0
+        while index + 1 < items.count {
+            if let key = items[index].string { out[key] = items[index + 1].string ?? "" }
+            index += 2
+        }
+        return out
+    }
+
+    static func record(_ f: [String: String]) -> JobRecord {
+        func int64(_ key: String) -> Int64? { f[key].flatMap { Int64($0) } }
+        func nonEmpty(_ key: String) -> String? { f[key].flatMap { $0.isEmpty ? nil : $0 } }
+        let result = nonEmpty("result").flatMap { try? JSONDecoder().decode(JobResult.self, from: Data($0.utf8)) }
+        return JobRecord(
+            id: f["id"] ?? "", state: JobState(rawValue: f["state"] ?? "") ?? .queued, user: f["user"] ?? "",
+            tier: f["tier"] ?? "", kind: f["kind"] ?? "", attempts: Int(f["attempts"] ?? "0") ?? 0,
+            recoveries: Int(f["recoveries"] ?? "0") ?? 0, createdMS: int64("created_ms") ?? 0,
+            updatedMS: int64("updated_ms") ?? 0, startedMS: int64("started_ms"), finishedMS: int64("finished_ms"),
+            stage: nonEmpty("stage"), errorCode: nonEmpty("error_code"), errorMessage: nonEmpty("error_message"),
+            deadReason: nonEmpty("dead_reason"), result: result)
+    }
+
+    static func event(_ entry: RESPValue) -> JobEvent? {
+        guard let parts = entry.array, parts.count == 2, let id = parts[0].string else { return nil }
+        var fields = pairs(parts[1])
+        let type = fields.removeValue(forKey: "type") ?? ""
+        let job = fields.removeValue(forKey: "job") ?? ""
+        let user = fields.removeValue(forKey: "user") ?? ""
+        let tier = fields.removeValue(forKey: "tier") ?? ""
+        let at = Int64(fields.removeValue(forKey: "at") ?? "0") ?? 0
+        return JobEvent(id: id, type: type, jobID: job, user: user, tier: tier, atMS: at, fields: fields)
+    }
+}
+
+extension RedisJobQueue: BlockingLeaseRenewal {
+    public func heartbeatBlocking(workerID: String, leases: [Lease]) throws -> [String] {
+        var command: RedisCommand = [
+            "FCALL", "imagegen_v1_heartbeat", 1, RedisArgument(keys.prefix), RedisArgument(workerID),
+        ]
+        for lease in leases {
+            command.append(RedisArgument(lease.jobID))
+            command.append(RedisArgument(lease.token))
+        }
+        let connection = pool.connection
+        do {
+            return try connection.sendAndWait(command).array?.compactMap(\.string) ?? []
+        } catch let error as RedisError where error.code == .server && error.message.contains("Function not found") {
+            _ = try connection.sendAndWait(["FUNCTION", "LOAD", "REPLACE", RedisArgument(library.source)])
+            return try connection.sendAndWait(command).array?.compactMap(\.string) ?? []
+        }
+    }
+
+    public func unregisterBlocking(workerID: String) throws {
+        _ = try pool.connection.sendAndWait(["ZREM", RedisArgument("\(keys.prefix):workers"), RedisArgument(workerID)])
+    }
+
+    /// Ids of running jobs canceled through ``cancel(jobID:)``, from the queue's cancel channel.
+    public func canceledJobs() -> AsyncStream<String> {
+        let subscriber = RedisSubscriber(
+            configuration: pool.configuration, channels: [keys.cancelChannel], logger: logger)
+        return AsyncStream { continuation in
+            let task = Task {
+                for await event in subscriber.events {
+                    if case .message(_, let payload) = event {
+                        continuation.yield(String(decoding: payload, as: UTF8.self))
+                    }
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in
+                subscriber.close()
+                task.cancel()
+            }
+        }
+    }
+}

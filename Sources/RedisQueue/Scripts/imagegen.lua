@@ -1,0 +1,624 @@
+#!lua name=imagegen_v1
+--
+-- imagegen queue library, version 1. Every state change of a job is one of these functions,
+-- and the function that changes state also appends the event to the queue's stream.
+--
+-- Calling convention (any language, any Redis client):
+--   FCALL imagegen_v1_<name> 1 <queue key> <ARGV...>
+-- The single KEY is the queue's key prefix, `imagegen:{<queue>}`. Every key of the queue lives
+-- under that prefix and shares its hash tag, so Redis Cluster routes the call to the one slot
+-- that holds the whole queue; the per-job and per-tier keys are derived from it here.
+--
+-- Keys (P = the prefix):
+--   P:config             HASH   queue settings (retention, caps, weights); defaults below
+--   P:seq                STRING job id counter
+--   P:fence              STRING fencing token counter
+--   P:job:<id>           HASH   one job: spec JSON, state, lease, result      (TTL: retention)
+--   P:idem:<key>         STRING idempotency key -> job id                       (TTL: retention)
+--   P:t:<tier>:jobs      ZSET   queued jobs of a tier, members "<user>\t<id>", lex order
+--   P:t:<tier>:ring      ZSET   users of a tier with queued jobs, by turn      (round robin)
+--   P:t:<tier>:parked    ZSET   users of a tier with queued jobs at their in-flight cap
+--   P:sched              HASH   turn counters and smooth weighted round-robin state
+--   P:inflight           HASH   user -> jobs active now
+--   P:active             ZSET   job id -> lease deadline (ms)
+--   P:delayed            ZSET   job id -> due time (ms)
+--   P:workers            ZSET   worker id -> last heartbeat (ms)
+--   P:dead               ZSET   job id -> time it died (ms), capped
+--   P:events             STREAM lifecycle events, trimmed by age
+--   P:wake               LIST   wake-up tokens for workers blocked in BLPOP
+-- Channels: P:nudge (event published: "<type> <job id>"), P:cancel (job id of a canceled
+-- running job).
+--
+-- Every key that holds user content (job records, idempotency keys, queue structures that name
+-- users, events, the dead set) carries a TTL no longer than the retention.
+
+-- Raised with every change to this file. Clients load the library when the server's revision is
+-- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
+local REVISION = 1
+
+local TIERS = { 'pro', 'standard', 'free' }
+local TIER_SET = { pro = true, standard = true, free = true }
+local STATES_TERMINAL = { succeeded = true, failed = true, canceled = true, dead = true }
+
+local DEFAULTS = {
+  retention_ms = 14 * 24 * 3600 * 1000,
+  events_max_age_ms = 24 * 3600 * 1000,
+  dead_max = 10000,
+  max_attempts = 5,
+  max_recoveries = 3,
+  max_payload_bytes = 65536,
+  lease_ms = 30000,
+  user_inflight_cap = 4,
+  global_inflight_cap = 0,
+  worker_timeout_ms = 15000,
+  wake_max = 1024,
+  weight_pro = 6,
+  weight_standard = 3,
+  weight_free = 1,
+}
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function fail(code, message)
+  return redis.error_reply('IMAGEGEN ' .. code .. ' ' .. message)
+end
+
+local function config(P)
+  local c = {}
+  for k, v in pairs(DEFAULTS) do c[k] = v end
+  local raw = redis.call('HGETALL', P .. ':config')
+  for i = 1, #raw, 2 do
+    local v = tonumber(raw[i + 1])
+    if v ~= nil and DEFAULTS[raw[i]] ~= nil then c[raw[i]] = v end
+  end
+  if c.events_max_age_ms > c.retention_ms then c.events_max_age_ms = c.retention_ms end
+  return c
+end
+
+-- Appends an event and publishes the nudge. `extra` is a flat list of field, value.
+local function emit(P, c, now, kind, id, user, tier, extra)
+  local args = { P .. ':events', 'MINID', '~', tostring(now - c.events_max_age_ms), '*',
+    'type', kind, 'job', id, 'user', user or '', 'tier', tier or '', 'at', tostring(now) }
+  if extra then
+    for i = 1, #extra do args[#args + 1] = tostring(extra[i]) end
+  end
+  local eid = redis.call('XADD', unpack(args))
+  redis.call('PEXPIRE', P .. ':events', c.retention_ms)
+  redis.call('PUBLISH', P .. ':nudge', kind .. ' ' .. id)
+  return eid
+end
+
+local function wake(P, c, count)
+  for _ = 1, count do redis.call('RPUSH', P .. ':wake', '1') end
+  redis.call('LTRIM', P .. ':wake', -c.wake_max, -1)
+end
+
+local function touch(P, c, key)
+  redis.call('PEXPIRE', key, c.retention_ms)
+end
+
+-- Puts a job (state already set to queued) into its tier's queue and its user into the ring.
+local function push_ready(P, c, id, user, tier)
+  local jobs = P .. ':t:' .. tier .. ':jobs'
+  redis.call('ZADD', jobs, 0, user .. '\t' .. id)
+  touch(P, c, jobs)
+  local ring = P .. ':t:' .. tier .. ':ring'
+  local parked = P .. ':t:' .. tier .. ':parked'
+  if not redis.call('ZSCORE', parked, user) then
+    local turn = redis.call('HINCRBY', P .. ':sched', 'turn:' .. tier, 1)
+    redis.call('ZADD', ring, 'NX', turn, user)
+    touch(P, c, ring)
+  end
+end
+
+-- Moves a user's parked entries back to the rings (after one of its jobs stopped running).
+local function unpark(P, c, user)
+  for _, tier in ipairs(TIERS) do
+    local parked = P .. ':t:' .. tier .. ':parked'
+    local turn = redis.call('ZSCORE', parked, user)
+    if turn then
+      redis.call('ZREM', parked, user)
+      local ring = P .. ':t:' .. tier .. ':ring'
+      redis.call('ZADD', ring, 'NX', turn, user)
+      touch(P, c, ring)
+    end
+  end
+end
+
+-- Ends a job's time as active: lease, in-flight count, parking.
+local function leave_active(P, c, id, user)
+  redis.call('ZREM', P .. ':active', id)
+  local left = redis.call('HINCRBY', P .. ':inflight', user, -1)
+  if left <= 0 then redis.call('HDEL', P .. ':inflight', user) end
+  unpark(P, c, user)
+end
+
+local function bury(P, c, now, id, user, tier, reason, message)
+  local jk = P .. ':job:' .. id
+  redis.call('HSET', jk, 'state', 'dead', 'dead_reason', reason, 'error_message', message or '',
+    'token', '', 'updated_ms', now, 'finished_ms', now)
+  redis.call('ZADD', P .. ':dead', now, id)
+  touch(P, c, P .. ':dead')
+  local excess = redis.call('ZCARD', P .. ':dead') - c.dead_max
+  if excess > 0 then
+    local old = redis.call('ZPOPMIN', P .. ':dead', excess)
+    for i = 1, #old, 2 do redis.call('DEL', P .. ':job:' .. old[i]) end
+  end
+  emit(P, c, now, 'dead', id, user, tier, { 'reason', reason })
+end
+
+-- A job whose worker vanished (lease expired or worker heartbeat gone) goes back to the queue,
+-- or dies as poisoned after too many such recoveries. Not counted as an attempt.
+local function recover(P, c, now, id, why)
+  local jk = P .. ':job:' .. id
+  local job = redis.call('HMGET', jk, 'state', 'user', 'tier')
+  if job[1] ~= 'active' then
+    redis.call('ZREM', P .. ':active', id)
+    return
+  end
+  local user, tier = job[2], job[3]
+  leave_active(P, c, id, user)
+  local recoveries = redis.call('HINCRBY', jk, 'recoveries', 1)
+  if recoveries > c.max_recoveries then
+    bury(P, c, now, id, user, tier, 'poisoned', 'the job was running on a worker that died ' .. recoveries .. ' times')
+    return
+  end
+  redis.call('HSET', jk, 'state', 'queued', 'token', '', 'worker', '', 'updated_ms', now)
+  push_ready(P, c, id, user, tier)
+  emit(P, c, now, 'queued', id, user, tier, { 'reason', why, 'recoveries', recoveries })
+  wake(P, c, 1)
+end
+
+local function recover_expired(P, c, now)
+  local expired = redis.call('ZRANGEBYSCORE', P .. ':active', '-inf', now, 'LIMIT', 0, 100)
+  for _, id in ipairs(expired) do recover(P, c, now, id, 'lease_expired') end
+  local gone = redis.call('ZRANGEBYSCORE', P .. ':workers', '-inf', now - c.worker_timeout_ms, 'LIMIT', 0, 10)
+  if #gone > 0 then
+    local lost = {}
+    for _, w in ipairs(gone) do
+      redis.call('ZREM', P .. ':workers', w)
+      lost[w] = true
+    end
+    for _, id in ipairs(redis.call('ZRANGE', P .. ':active', 0, -1)) do
+      local w = redis.call('HGET', P .. ':job:' .. id, 'worker')
+      if w and lost[w] then recover(P, c, now, id, 'worker_lost') end
+    end
+  end
+end
+
+local function promote_due(P, c, now)
+  local due = redis.call('ZRANGEBYSCORE', P .. ':delayed', '-inf', now, 'LIMIT', 0, 200)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', P .. ':delayed', id)
+    local jk = P .. ':job:' .. id
+    local job = redis.call('HMGET', jk, 'state', 'user', 'tier')
+    if job[1] == 'delayed' then
+      redis.call('HSET', jk, 'state', 'queued', 'updated_ms', now)
+      push_ready(P, c, id, job[2], job[3])
+      emit(P, c, now, 'queued', id, job[2], job[3], { 'reason', 'due' })
+    end
+  end
+end
+
+local function validate(spec)
+  if type(spec) ~= 'table' then return 'the job must be a JSON object' end
+  if spec.version ~= 1 then return 'version: must be 1' end
+  if type(spec.user) ~= 'string' or #spec.user < 1 or #spec.user > 128 or not string.match(spec.user, '^[%w%._@:%-]+$') then
+    return 'user: 1-128 characters of letters, digits and . _ @ : -'
+  end
+  if not TIER_SET[spec.tier] then return 'tier: must be one of pro, standard, free' end
+  if spec.kind ~= 'generate' and spec.kind ~= 'edit' then return 'kind: must be generate or edit' end
+  if type(spec.prompt) ~= 'string' or #spec.prompt < 1 or #spec.prompt > 32000 then
+    return 'prompt: 1 to 32000 bytes of text'
+  end
+  if spec.n ~= nil and (type(spec.n) ~= 'number' or spec.n < 1 or spec.n > 10 or spec.n % 1 ~= 0) then
+    return 'n: a whole number from 1 to 10'
+  end
+  if spec.size ~= nil and (type(spec.size) ~= 'string' or not (spec.size == 'auto' or string.match(spec.size, '^%d+x%d+$'))) then
+    return 'size: WIDTHxHEIGHT or auto'
+  end
+  if spec.inputs ~= nil and type(spec.inputs) ~= 'table' then return 'inputs: an array of upload ids' end
+  if spec.kind == 'edit' and (spec.inputs == nil or #spec.inputs < 1) then return 'inputs: an edit needs at least one image' end
+  if spec.inputs ~= nil and #spec.inputs > 16 then return 'inputs: at most 16 images' end
+  return nil
+end
+
+-- enqueue: ARGV = job JSON, idempotency key ('' for none), delay ms ('' or 0 for none)
+-- Reply: { job id, 1 if created / 0 if the idempotency key already named a job }
+local function enqueue(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local json, idem, delay = args[1], args[2] or '', tonumber(args[3] or '0') or 0
+  if #json > c.max_payload_bytes then
+    return fail('payload_too_large', 'the job is ' .. #json .. ' bytes; the limit is ' .. c.max_payload_bytes)
+  end
+  if #idem > 256 then return fail('invalid_job', 'idempotency key: at most 256 bytes') end
+  if idem ~= '' then
+    local existing = redis.call('GET', P .. ':idem:' .. idem)
+    if existing then return { existing, 0 } end
+  end
+  local ok, spec = pcall(cjson.decode, json)
+  if not ok then return fail('invalid_job', 'the job is not valid JSON') end
+  local problem = validate(spec)
+  if problem then return fail('invalid_job', problem) end
+  local now = now_ms()
+  local id = string.format('%012d', redis.call('INCR', P .. ':seq'))
+  local jk = P .. ':job:' .. id
+  local state = delay > 0 and 'delayed' or 'queued'
+  redis.call('HSET', jk, 'id', id, 'spec', json, 'user', spec.user, 'tier', spec.tier, 'kind', spec.kind,
+    'state', state, 'attempts', 0, 'recoveries', 0, 'max_attempts', c.max_attempts,
+    'created_ms', now, 'updated_ms', now, 'idem', idem)
+  touch(P, c, jk)
+  if idem ~= '' then redis.call('SET', P .. ':idem:' .. idem, id, 'PX', c.retention_ms) end
+  if delay > 0 then
+    redis.call('ZADD', P .. ':delayed', now + delay, id)
+    touch(P, c, P .. ':delayed')
+    emit(P, c, now, 'queued', id, spec.user, spec.tier, { 'reason', 'delayed', 'due_ms', now + delay })
+  else
+    push_ready(P, c, id, spec.user, spec.tier)
+    emit(P, c, now, 'queued', id, spec.user, spec.tier, { 'reason', 'enqueued' })
+    wake(P, c, 1)
+  end
+  return { id, 1 }
+end
+
+-- Picks the tier to serve next by smooth weighted round robin among `eligible` tiers.
+local function pick_tier(P, c, eligible)
+  local total, best, best_cw = 0, nil, nil
+  local cws = {}
+  for _, tier in ipairs(TIERS) do
+    if eligible[tier] then
+      local w = c['weight_' .. tier]
+      local cw = tonumber(redis.call('HGET', P .. ':sched', 'cw:' .. tier) or '0') + w
+      cws[tier] = cw
+      total = total + w
+      if best_cw == nil or cw > best_cw then best, best_cw = tier, cw end
+    end
+  end
+  if best == nil then return nil end
+  for tier, cw in pairs(cws) do
+    if tier == best then cw = cw - total end
+    redis.call('HSET', P .. ':sched', 'cw:' .. tier, cw)
+  end
+  return best
+end
+
+-- Takes the next job of `tier`, fairly across its users. Returns the job id or nil.
+local function take_from_tier(P, c, now, tier)
+  local ring = P .. ':t:' .. tier .. ':ring'
+  local parked = P .. ':t:' .. tier .. ':parked'
+  local jobs = P .. ':t:' .. tier .. ':jobs'
+  for _ = 1, 1000 do
+    local head = redis.call('ZRANGE', ring, 0, 0, 'WITHSCORES')
+    if #head == 0 then return nil end
+    local user, turn = head[1], head[2]
+    local first = redis.call('ZRANGEBYLEX', jobs, '[' .. user .. '\t', '(' .. user .. '\t\255', 'LIMIT', 0, 1)
+    if #first == 0 then
+      redis.call('ZREM', ring, user)
+    else
+      local running = tonumber(redis.call('HGET', P .. ':inflight', user) or '0')
+      if c.user_inflight_cap > 0 and running >= c.user_inflight_cap then
+        redis.call('ZREM', ring, user)
+        redis.call('ZADD', parked, turn, user)
+        touch(P, c, parked)
+      else
+        local member = first[1]
+        local id = string.sub(member, #user + 2)
+        redis.call('ZREM', jobs, member)
+        -- The user goes to the back of the ring, or leaves it when it has nothing more queued.
+        if redis.call('ZLEXCOUNT', jobs, '[' .. user .. '\t', '(' .. user .. '\t\255') > 0 then
+          redis.call('ZADD', ring, redis.call('HINCRBY', P .. ':sched', 'turn:' .. tier, 1), user)
+        else
+          redis.call('ZREM', ring, user)
+        end
+        local state = redis.call('HGET', P .. ':job:' .. id, 'state')
+        if state == 'queued' then return id, user end
+        -- An expired or otherwise settled job: skip it.
+      end
+    end
+  end
+  return nil
+end
+
+-- claim: ARGV = worker id, how many jobs at most
+-- Reply: { wait hint ms, then for each job: id, token, attempt, recoveries, spec JSON }
+--   The wait hint says when a delayed job or a lease falls due (-1: nothing pending).
+local function claim(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local worker, want = args[1], tonumber(args[2]) or 1
+  local now = now_ms()
+  redis.call('ZADD', P .. ':workers', now, worker)
+  touch(P, c, P .. ':workers')
+  recover_expired(P, c, now)
+  promote_due(P, c, now)
+  if c.global_inflight_cap > 0 then
+    want = math.min(want, c.global_inflight_cap - redis.call('ZCARD', P .. ':active'))
+  end
+  local reply = { -1 }
+  local eligible = {}
+  for _, tier in ipairs(TIERS) do
+    eligible[tier] = redis.call('ZCARD', P .. ':t:' .. tier .. ':ring') > 0
+  end
+  local claimed = 0
+  while claimed < want do
+    local tier = pick_tier(P, c, eligible)
+    if tier == nil then break end
+    local id, user = take_from_tier(P, c, now, tier)
+    if id == nil then
+      eligible[tier] = false
+    else
+      local jk = P .. ':job:' .. id
+      local token = redis.call('INCR', P .. ':fence')
+      local lease = now + c.lease_ms
+      redis.call('HSET', jk, 'state', 'active', 'token', token, 'worker', worker, 'lease_until', lease,
+        'started_ms', now, 'updated_ms', now, 'stage', '')
+      redis.call('ZADD', P .. ':active', lease, id)
+      touch(P, c, P .. ':active')
+      redis.call('HINCRBY', P .. ':inflight', user, 1)
+      touch(P, c, P .. ':inflight')
+      local job = redis.call('HMGET', jk, 'attempts', 'recoveries', 'spec')
+      emit(P, c, now, 'started', id, user, tier, { 'worker', worker, 'attempt', tonumber(job[1]) + 1 })
+      reply[#reply + 1] = id
+      reply[#reply + 1] = token
+      reply[#reply + 1] = tonumber(job[1]) + 1
+      reply[#reply + 1] = tonumber(job[2])
+      reply[#reply + 1] = job[3]
+      claimed = claimed + 1
+    end
+  end
+  if claimed < want then
+    -- Nothing more is claimable now: wake-up tokens left so far are stale. Any later change that
+    -- makes a job claimable pushes a fresh one.
+    redis.call('DEL', P .. ':wake')
+  end
+  if claimed == 0 then
+    local nexts = {}
+    local d = redis.call('ZRANGE', P .. ':delayed', 0, 0, 'WITHSCORES')
+    if #d > 0 then nexts[#nexts + 1] = tonumber(d[2]) end
+    local a = redis.call('ZRANGE', P .. ':active', 0, 0, 'WITHSCORES')
+    if #a > 0 then nexts[#nexts + 1] = tonumber(a[2]) end
+    if #nexts > 0 then reply[1] = math.max(0, math.min(unpack(nexts)) - now) end
+  end
+  return reply
+end
+
+-- Loads a job for a state change by its lease holder. Returns the fields or an error reply.
+local function fenced(P, id, token)
+  local jk = P .. ':job:' .. id
+  local job = redis.call('HMGET', jk, 'state', 'token', 'user', 'tier')
+  if job[1] ~= 'active' or job[2] ~= token then
+    return nil, fail('fenced', 'job ' .. id .. ' is not held by this lease (state ' .. tostring(job[1] or 'missing') .. ')')
+  end
+  return { jk = jk, user = job[3], tier = job[4] }
+end
+
+-- heartbeat: ARGV = worker id, then job id, token pairs
+-- Reply: the job ids whose lease this worker no longer holds (stop working on them).
+local function heartbeat(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local now = now_ms()
+  redis.call('ZADD', P .. ':workers', now, args[1])
+  touch(P, c, P .. ':workers')
+  local lost = {}
+  for i = 2, #args - 1, 2 do
+    local id, token = args[i], args[i + 1]
+    local job = fenced(P, id, token)
+    if job then
+      redis.call('HSET', job.jk, 'lease_until', now + c.lease_ms)
+      redis.call('ZADD', P .. ':active', 'XX', now + c.lease_ms, id)
+    else
+      lost[#lost + 1] = id
+    end
+  end
+  return lost
+end
+
+-- progress: ARGV = job id, token, stage, detail ('' for none)
+local function progress(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local job, err = fenced(P, args[1], args[2])
+  if not job then return err end
+  local now = now_ms()
+  redis.call('HSET', job.jk, 'stage', args[3], 'updated_ms', now)
+  emit(P, c, now, 'progress', args[1], job.user, job.tier, { 'stage', args[3], 'detail', args[4] or '' })
+  return 1
+end
+
+-- complete: ARGV = job id, token, result JSON (output references, usage, durations)
+local function complete(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local id = args[1]
+  local job, err = fenced(P, id, args[2])
+  if not job then return err end
+  local now = now_ms()
+  redis.call('HSET', job.jk, 'state', 'succeeded', 'result', args[3], 'token', '', 'updated_ms', now, 'finished_ms', now)
+  touch(P, c, job.jk)
+  leave_active(P, c, id, job.user)
+  emit(P, c, now, 'succeeded', id, job.user, job.tier, { 'result', args[3] })
+  wake(P, c, 1)
+  return 1
+end
+
+-- fail: ARGV = job id, token, error code, message, mode ('retry' | 'terminal'),
+--             retry delay ms, spend attempt ('1' | '0')
+-- Reply: the job's new state: 'delayed', 'failed' or 'dead'.
+local function fail_job(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local id, code, message, mode = args[1], args[3], args[4], args[5]
+  local delay, spend = tonumber(args[6]) or 0, args[7] ~= '0'
+  local job, err = fenced(P, id, args[2])
+  if not job then return err end
+  local now = now_ms()
+  leave_active(P, c, id, job.user)
+  local attempts = tonumber(redis.call('HGET', job.jk, 'attempts') or '0')
+  if spend then attempts = redis.call('HINCRBY', job.jk, 'attempts', 1) end
+  redis.call('HSET', job.jk, 'token', '', 'error_code', code, 'error_message', message, 'updated_ms', now)
+  wake(P, c, 1)
+  if mode == 'retry' then
+    local max = tonumber(redis.call('HGET', job.jk, 'max_attempts') or c.max_attempts)
+    if attempts >= max then
+      bury(P, c, now, id, job.user, job.tier, 'max_attempts', message)
+      return 'dead'
+    end
+    redis.call('HSET', job.jk, 'state', 'delayed')
+    redis.call('ZADD', P .. ':delayed', now + delay, id)
+    touch(P, c, P .. ':delayed')
+    emit(P, c, now, 'retrying', id, job.user, job.tier,
+      { 'code', code, 'message', message, 'attempts', attempts, 'due_ms', now + delay })
+    return 'delayed'
+  end
+  redis.call('HSET', job.jk, 'state', 'failed', 'finished_ms', now)
+  emit(P, c, now, 'failed', id, job.user, job.tier, { 'code', code, 'message', message })
+  return 'failed'
+end
+
+-- release: ARGV = job id, token. Hands a job back untouched (graceful shutdown): no attempt spent.
+local function release(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local id = args[1]
+  local job, err = fenced(P, id, args[2])
+  if not job then return err end
+  local now = now_ms()
+  leave_active(P, c, id, job.user)
+  redis.call('HSET', job.jk, 'state', 'queued', 'token', '', 'worker', '', 'updated_ms', now)
+  push_ready(P, c, id, job.user, job.tier)
+  emit(P, c, now, 'queued', id, job.user, job.tier, { 'reason', 'released' })
+  wake(P, c, 1)
+  return 1
+end
+
+-- cancel: ARGV = job id. Reply: the state the job was in ('queued', 'delayed', 'active'),
+-- or 'already_<state>' when it had finished, or 'missing'.
+local function cancel(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local id = args[1]
+  local jk = P .. ':job:' .. id
+  local job = redis.call('HMGET', jk, 'state', 'user', 'tier')
+  local state, user, tier = job[1], job[2], job[3]
+  if not state then return 'missing' end
+  if STATES_TERMINAL[state] then return 'already_' .. state end
+  local now = now_ms()
+  if state == 'queued' then
+    redis.call('ZREM', P .. ':t:' .. tier .. ':jobs', user .. '\t' .. id)
+  elseif state == 'delayed' then
+    redis.call('ZREM', P .. ':delayed', id)
+  elseif state == 'active' then
+    leave_active(P, c, id, user)
+    redis.call('PUBLISH', P .. ':cancel', id)
+    wake(P, c, 1)
+  end
+  redis.call('HSET', jk, 'state', 'canceled', 'token', '', 'updated_ms', now, 'finished_ms', now)
+  emit(P, c, now, 'canceled', id, user, tier, { 'was', state })
+  return state
+end
+
+-- dlq_requeue: ARGV = job id. Gives a dead job a fresh set of attempts. Reply 1, or 0 if not dead.
+local function dlq_requeue(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local id = args[1]
+  local jk = P .. ':job:' .. id
+  local job = redis.call('HMGET', jk, 'state', 'user', 'tier')
+  if job[1] ~= 'dead' then
+    redis.call('ZREM', P .. ':dead', id)
+    return 0
+  end
+  local now = now_ms()
+  redis.call('ZREM', P .. ':dead', id)
+  redis.call('HSET', jk, 'state', 'queued', 'attempts', 0, 'recoveries', 0, 'updated_ms', now)
+  redis.call('HDEL', jk, 'dead_reason', 'finished_ms')
+  push_ready(P, c, id, job[2], job[3])
+  emit(P, c, now, 'queued', id, job[2], job[3], { 'reason', 'requeued' })
+  wake(P, c, 1)
+  return 1
+end
+
+-- dlq_delete: ARGV = job id. Removes a dead job and its record. Reply 1, or 0 if not dead.
+local function dlq_delete(keys, args)
+  local P = keys[1]
+  local id = args[1]
+  local removed = redis.call('ZREM', P .. ':dead', id)
+  if redis.call('HGET', P .. ':job:' .. id, 'state') == 'dead' then
+    redis.call('DEL', P .. ':job:' .. id)
+    return 1
+  end
+  return removed
+end
+
+-- configure: ARGV = field, value pairs (see DEFAULTS). Reply: the effective settings.
+local function configure(keys, args)
+  local P = keys[1]
+  for i = 1, #args - 1, 2 do
+    if DEFAULTS[args[i]] == nil then return fail('invalid_config', 'unknown setting ' .. args[i]) end
+    if tonumber(args[i + 1]) == nil then return fail('invalid_config', args[i] .. ' must be a number') end
+    redis.call('HSET', P .. ':config', args[i], args[i + 1])
+  end
+  local c = config(P)
+  local out = {}
+  for k, v in pairs(c) do
+    out[#out + 1] = k
+    out[#out + 1] = tostring(v)
+  end
+  return out
+end
+
+-- stats: no ARGV. Reply: flat field, value list.
+local function stats(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local now = now_ms()
+  local out = {}
+  local oldest = nil
+  for _, tier in ipairs(TIERS) do
+    local jobs = P .. ':t:' .. tier .. ':jobs'
+    out[#out + 1] = 'queued_' .. tier
+    out[#out + 1] = redis.call('ZCARD', jobs)
+  end
+  out[#out + 1] = 'delayed'
+  out[#out + 1] = redis.call('ZCARD', P .. ':delayed')
+  out[#out + 1] = 'active'
+  out[#out + 1] = redis.call('ZCARD', P .. ':active')
+  out[#out + 1] = 'dead'
+  out[#out + 1] = redis.call('ZCARD', P .. ':dead')
+  out[#out + 1] = 'workers'
+  out[#out + 1] = redis.call('ZCOUNT', P .. ':workers', now - c.worker_timeout_ms, '+inf')
+  -- The oldest queued job: job ids grow with time, so the smallest id of each tier's head users.
+  for _, tier in ipairs(TIERS) do
+    local heads = redis.call('ZRANGE', P .. ':t:' .. tier .. ':ring', 0, 20)
+    for _, user in ipairs(heads) do
+      local first = redis.call('ZRANGEBYLEX', P .. ':t:' .. tier .. ':jobs', '[' .. user .. '\t', '(' .. user .. '\t\255', 'LIMIT', 0, 1)
+      if #first > 0 then
+        local created = tonumber(redis.call('HGET', P .. ':job:' .. string.sub(first[1], #user + 2), 'created_ms') or now)
+        if oldest == nil or created < oldest then oldest = created end
+      end
+    end
+  end
+  out[#out + 1] = 'oldest_queued_age_ms'
+  out[#out + 1] = oldest and (now - oldest) or 0
+  return out
+end
+
+redis.register_function{ function_name = 'imagegen_v1_revision', callback = function() return REVISION end,
+  flags = { 'no-writes' } }
+redis.register_function('imagegen_v1_enqueue', enqueue)
+redis.register_function('imagegen_v1_claim', claim)
+redis.register_function('imagegen_v1_heartbeat', heartbeat)
+redis.register_function('imagegen_v1_progress', progress)
+redis.register_function('imagegen_v1_complete', complete)
+redis.register_function('imagegen_v1_fail', fail_job)
+redis.register_function('imagegen_v1_release', release)
+redis.register_function('imagegen_v1_cancel', cancel)
+redis.register_function('imagegen_v1_dlq_requeue', dlq_requeue)
+redis.register_function('imagegen_v1_dlq_delete', dlq_delete)
+redis.register_function('imagegen_v1_configure', configure)
+redis.register_function('imagegen_v1_stats', stats)

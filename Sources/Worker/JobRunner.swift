@@ -1,0 +1,153 @@
+import Backends
+import ImageIngest
+import JobQueue
+import Logging
+import Metrics
+import Storage
+
+/// Runs one claimed job: load inputs → ingest → backend → store outputs → complete.
+///
+/// The stages of a job only compute and store; the queue is told the outcome once, at the end,
+/// through the lease (complete, fail, or release on shutdown). A stopped job writes nothing
+/// except, on shutdown, its release.
+struct JobRunner: Sendable {
+    let configuration: WorkerConfiguration
+    let queue: any QueueDriver
+    let backend: any ImageModelBackend
+    let ingestor: ImageIngestor
+    let blobs: any BlobStore
+    let classifier: FailureClassifier
+    let hasher: UserHasher
+    let logger: Logger
+
+    /// Runs the job until it ends or `signal` stops it, and reports the outcome to the queue.
+    func run(_ job: ClaimedJob, signal: CancelSignal) async {
+        var logger = self.logger
+        logger[metadataKey: "job.id"] = "\(job.lease.jobID)"
+        logger[metadataKey: "user.hash"] = "\(hasher.hash(job.spec.user))"
+        logger[metadataKey: "job.attempt"] = "\(job.lease.attempt)"
+        let started = ContinuousClock.now
+        logger.debug(
+            "job started", metadata: ["job.kind": "\(job.spec.kind.rawValue)", "job.tier": "\(job.spec.tier.rawValue)"])
+        do {
+            let jobLogger = logger
+            let result = try await runUntilSignaled(signal) { try await process(job, logger: jobLogger) }
+            try await queue.complete(job.lease, result: result)
+            Counter(label: "imagegen_jobs_total", dimensions: [("outcome", "succeeded")]).increment()
+            Timer(label: "imagegen_job_duration_seconds").record(duration: ContinuousClock.now - started)
+            logger.info(
+                "job succeeded",
+                metadata: [
+                    "job.outputs": "\(result.outputs.count)",
+                    "job.output_bytes": "\(result.outputs.reduce(0) { $0 + $1.bytes })",
+                    "job.ms": "\((ContinuousClock.now - started).milliseconds)",
+                ])
+        } catch {
+            await settle(job, error: error, signal: signal, logger: logger)
+        }
+    }
+
+    private func settle(_ job: ClaimedJob, error: any Error, signal: CancelSignal, logger: Logger) async {
+        if let reason = signal.reason ?? (Task.isCancelled ? .shutdown : nil) {
+            switch reason {
+            case .canceled, .leaseLost:
+                Counter(label: "imagegen_jobs_total", dimensions: [("outcome", reason.rawValue)]).increment()
+                logger.info("job stopped", metadata: ["job.stop_reason": "\(reason.rawValue)"])
+            case .shutdown:
+                do {
+                    try await queue.release(job.lease)
+                    logger.info("job handed back on shutdown")
+                } catch {
+                    logger.warning(
+                        "could not hand the job back; it returns after its lease", metadata: ["error": "\(error)"])
+                }
+            }
+            return
+        }
+        if let error = error as? QueueError, error.code == .fenced {
+            logger.warning("lease no longer held; result dropped", metadata: ["error": "\(error.message)"])
+            return
+        }
+        let failure = classifier.classify(error, attempt: job.lease.attempt)
+        do {
+            let state = try await queue.fail(job.lease, failure: failure)
+            Counter(label: "imagegen_jobs_total", dimensions: [("outcome", state.rawValue)]).increment()
+            logger.info(
+                "job attempt failed", metadata: ["error.code": "\(failure.code)", "job.state": "\(state.rawValue)"])
+        } catch {
+            logger.warning(
+                "could not report the failure; the job returns after its lease", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func process(_ job: ClaimedJob, logger: Logger) async throws -> JobResult {
+        let spec = job.spec
+        let lease = job.lease
+        let clock = ContinuousClock()
+
+        // 1. Inputs: fetch and validate every upload before spending money on the backend.
+        var inputs: [IngestedImage] = []
+        var mask: IngestedImage?
+        let ingestStart = clock.now
+        if spec.kind == .edit {
+            try await report(lease, "validating")
+            for key in spec.inputs ?? [] {
+                inputs.append(try await ingestor.ingest(try await load(key), role: .image))
+            }
+            if let maskKey = spec.mask {
+                let loaded = try await ingestor.ingest(try await load(maskKey), role: .mask)
+                if let first = inputs.first { try ImageIngestor.checkMask(loaded, matches: first) }
+                mask = loaded
+            }
+        }
+        let ingestTime = clock.now - ingestStart
+
+        // 2. The model.
+        try await report(lease, "generating")
+        let (width, height) = spec.dimensions
+        let request = ImageRequest(
+            jobID: lease.jobID, kind: spec.kind == .edit ? .edit : .generate, prompt: spec.prompt,
+            model: spec.model ?? configuration.defaultModel, width: width, height: height, count: spec.n ?? 1,
+            quality: spec.quality ?? "auto", outputFormat: spec.outputFormat ?? "png", inputs: inputs, mask: mask,
+            userHash: hasher.hash(spec.user))
+        let backendStart = clock.now
+        let response = try await backend.generate(request)
+        let backendTime = clock.now - backendStart
+
+        // 3. Outputs, under job-scoped keys: a retry overwrites instead of adding.
+        try await report(lease, "storing")
+        let storeStart = clock.now
+        var outputs: [OutputReference] = []
+        for (index, image) in response.images.enumerated() {
+            let key = BlobKey.output(jobID: lease.jobID, index: index)
+            try await blobs.put(key, image.bytes, ttl: configuration.outputTTL)
+            outputs.append(
+                OutputReference(
+                    key: key, format: image.format, width: image.width, height: image.height, bytes: image.bytes.count))
+        }
+        let storeTime = clock.now - storeStart
+        return JobResult(
+            outputs: outputs,
+            usage: .init(
+                images: outputs.count, size: "\(width)x\(height)", model: request.model,
+                inputTokens: response.inputTokens, outputTokens: response.outputTokens),
+            durations: .init(
+                ingestMS: Int(ingestTime.milliseconds), backendMS: Int(backendTime.milliseconds),
+                storeMS: Int(storeTime.milliseconds)))
+    }
+
+    private func load(_ key: String) async throws -> [UInt8] {
+        guard BlobKey.isValid(key) else {
+            throw InputError(code: "invalid_input", message: "upload id '\(key)' is not a valid blob key")
+        }
+        guard let bytes = try await blobs.get(key) else {
+            throw InputError(code: "input_missing", message: "upload \(key) does not exist or has expired")
+        }
+        return bytes
+    }
+
+    private func report(_ lease: Lease, _ stage: String) async throws {
+        guard configuration.reportProgress else { return }
+        try await queue.progress(lease, stage: stage, detail: "")
+    }
+}

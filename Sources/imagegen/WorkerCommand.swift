@@ -1,0 +1,144 @@
+import ArgumentParser
+import Backends
+import Foundation
+import ImageIngest
+import JobQueue
+import Logging
+import RedisQueue
+import ServiceLifecycle
+import Storage
+import Worker
+
+/// Queue-wide settings a worker may write at start. Only the flags given are written, so
+/// workers started with defaults never undo an operator's settings.
+struct QueueSettingsOptions: ParsableArguments {
+    @Option(help: "Retention of user content in days (queue-wide). Default 14.")
+    var retentionDays: Double?
+    @Option(help: "Jobs one user may run at once, 0 for no cap (queue-wide). Default 4.")
+    var userInFlightCap: Int?
+    @Option(help: "Jobs running at once across all workers, 0 for no cap (queue-wide). Default 0.")
+    var globalInFlightCap: Int?
+    @Option(help: "Attempts before a job is dead (queue-wide). Default 5.")
+    var maxAttempts: Int?
+    @Option(help: "Worker deaths a job survives before it is dead as poisoned (queue-wide). Default 3.")
+    var maxRecoveries: Int?
+    @Option(help: "Lease length in seconds (queue-wide). Default 30.")
+    var leaseSeconds: Double?
+    @Option(help: "Seconds without a heartbeat before a worker counts as dead (queue-wide). Default 15.")
+    var workerTimeoutSeconds: Double?
+    @Option(help: "Tier weights as pro=6,standard=3,free=1 (queue-wide).")
+    var tierWeights: String?
+
+    /// The settings to write, or nil when no flag was given.
+    func settings(reading current: [String: String]) throws -> QueueSettings? {
+        guard
+            retentionDays != nil || userInFlightCap != nil || globalInFlightCap != nil || maxAttempts != nil
+                || maxRecoveries != nil || leaseSeconds != nil || workerTimeoutSeconds != nil || tierWeights != nil
+        else { return nil }
+        var settings = QueueSettings(current: current)
+        if let retentionDays { settings.retention = .milliseconds(Int64(retentionDays * 86_400_000)) }
+        if let userInFlightCap { settings.userInFlightCap = userInFlightCap }
+        if let globalInFlightCap { settings.globalInFlightCap = globalInFlightCap }
+        if let maxAttempts { settings.maxAttempts = maxAttempts }
+        if let maxRecoveries { settings.maxRecoveries = maxRecoveries }
+        if let leaseSeconds { settings.lease = .milliseconds(Int64(leaseSeconds * 1000)) }
+        if let workerTimeoutSeconds { settings.workerTimeout = .milliseconds(Int64(workerTimeoutSeconds * 1000)) }
+        if let tierWeights {
+            for pair in tierWeights.split(separator: ",") {
+                let parts = pair.split(separator: "=")
+                guard parts.count == 2, let tier = JobSpec.Tier(rawValue: String(parts[0])), let weight = Int(parts[1]),
+                    weight > 0
+                else { throw ValidationError("--tier-weights: expected pro=6,standard=3,free=1") }
+                settings.weights[tier] = weight
+            }
+        }
+        return settings
+    }
+}
+
+struct WorkerOptions: ParsableArguments {
+    @Option(help: "Jobs this process runs at once. Default 16.")
+    var slots: Int = 16
+    @Option(help: "Seconds between lease renewals. Default 2.")
+    var heartbeatSeconds: Double = 2
+    @Option(help: "Seconds running jobs may take to finish on shutdown before they are handed back. Default 20.")
+    var drainGraceSeconds: Double = 20
+    @Option(help: "Backend: simulated (built in). Default simulated.")
+    var backend: String = "simulated"
+    @Option(help: "Simulated backend: mean latency in milliseconds. Default 300.")
+    var simLatencyMs: Int = 300
+    @Option(help: "Simulated backend: fraction of calls failing with a retryable error. Default 0.")
+    var simFailureRate: Double = 0
+    @Option(help: "Where outputs go: redis (with TTL) or file. Default redis.")
+    var store: String = "redis"
+    @Option(help: "Directory of the file store. Default ./imagegen-blobs.")
+    var storeDir: String = "imagegen-blobs"
+    @Flag(help: "Do not publish progress events (fewer Redis calls per job).")
+    var noProgress = false
+
+    func validate() throws {
+        guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
+        guard backend == "simulated" else { throw ValidationError("--backend: only 'simulated' is available") }
+        guard store == "redis" || store == "file" else { throw ValidationError("--store: redis or file") }
+        guard (0...1).contains(simFailureRate) else { throw ValidationError("--sim-failure-rate: 0 to 1") }
+    }
+
+    func workerConfiguration() -> WorkerConfiguration {
+        var configuration = WorkerConfiguration()
+        configuration.slots = slots
+        configuration.claimBatch = min(slots, 32)
+        configuration.heartbeatInterval = .milliseconds(Int64(heartbeatSeconds * 1000))
+        configuration.drainGracePeriod = .milliseconds(Int64(drainGraceSeconds * 1000))
+        configuration.reportProgress = !noProgress
+        configuration.userHashSalt = ProcessInfo.processInfo.environment["IMAGEGEN_USER_HASH_SALT"] ?? ""
+        return configuration
+    }
+
+    func makeBackend() -> any ImageModelBackend {
+        SimulatedBackend(
+            configuration: .init(latency: .milliseconds(Int64(simLatencyMs)), failureRate: simFailureRate, seed: 0))
+    }
+}
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run a worker: claim jobs, generate images, store outputs, until SIGTERM or SIGINT.",
+        discussion: """
+            On SIGTERM or SIGINT the worker stops claiming, lets running jobs finish for the grace \
+            period, then hands the rest back to the queue at once. A second signal stops it at once.
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var worker: WorkerOptions
+    @OptionGroup var queueSettings: QueueSettingsOptions
+
+    func run() async throws {
+        let logger = connection.bootstrapLogging()
+        let (pool, queue, redisBlobs) = try connection.connect(logger: logger, poolSize: 2)
+        defer {
+            queue.close()
+            pool.close()
+        }
+        try await queue.loadFunctions()
+        let current = try await queue.configure(QueueSettings.none)
+        var configuration = worker.workerConfiguration()
+        if let settings = try queueSettings.settings(reading: current) {
+            let applied = try await queue.configure(settings)
+            logger.info("queue settings written", metadata: ["settings": "\(applied.sorted { $0.key < $1.key })"])
+            configuration.outputTTL = settings.retention
+        } else {
+            configuration.outputTTL = QueueSettings(current: current).retention
+        }
+        let blobs: any BlobStore =
+            worker.store == "file" ? try FileBlobStore(directory: URL(fileURLWithPath: worker.storeDir)) : redisBlobs
+        let service = WorkerService(
+            configuration: configuration, queue: queue, backend: worker.makeBackend(), ingestor: ImageIngestor(),
+            blobs: blobs, logger: logger)
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint],
+                cancellationSignals: [], logger: logger))
+        try await group.run()
+    }
+}

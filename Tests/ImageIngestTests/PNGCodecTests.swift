@@ -1,0 +1,159 @@
+import Foundation
+import ImageIngest
+import Testing
+
+@Suite("PNG codec")
+struct PNGCodecTests {
+    @Test(arguments: [true, false])
+    func roundTripIsExact(alpha: Bool) throws {
+        let image = testPattern(width: 37, height: 23, alpha: alpha)
+        let encoded = try PNGCodec.encode(image, keepAlpha: alpha)
+        #expect(ImageFormat(sniffing: encoded) == .png)
+        let decoded = try PNGCodec.decode(encoded)
+        #expect(decoded == image)
+        let header = try ImageHeader(reading: encoded)
+        #expect(header.components == (alpha ? 4 : 3))
+        #expect(header.bitDepth == 8)
+    }
+
+    @Test func encodeWithoutAlphaMakesPixelsOpaque() throws {
+        let image = testPattern(width: 5, height: 4, alpha: true)
+        let decoded = try PNGCodec.decode(PNGCodec.encode(image, keepAlpha: false))
+        #expect(decoded.isOpaque)
+        for index in stride(from: 0, to: image.pixels.count, by: 4) {
+            #expect(decoded.pixels[index..<index + 3] == image.pixels[index..<index + 3])
+        }
+    }
+
+    @Test func largerImageRoundTrips() throws {
+        let image = testPattern(width: 1500, height: 1100, alpha: false)
+        #expect(try PNGCodec.decode(PNGCodec.encode(image)) == image)
+    }
+
+    @Test func encodeRejectsMismatchedPixelCount() {
+        let image = RGBAImage(width: 4, height: 4, pixels: [UInt8](repeating: 0, count: 10))
+        #expect(throws: IngestError(.badDimensions, "cannot encode 10 bytes as a 4x4 image")) {
+            try PNGCodec.encode(image)
+        }
+        #expect(throws: IngestError.self) { try PNGCodec.encode(RGBAImage(width: 0, height: 0, pixels: [])) }
+    }
+
+    static let pngSuite: [String] =
+        (try? Corpus.files(in: Corpus.pngSuite, suffix: ".png"))?
+        .map(\.lastPathComponent) ?? []
+
+    @Test func pngSuiteIsPresent() {
+        #expect(Self.pngSuite.count == 175)
+        #expect(Self.pngSuite.filter { $0.hasPrefix("x") }.count == 14)
+    }
+
+    /// The size a PngSuite file's name implies: `sNN*` is N×N, the pHYs samples `cdf`, `cdh` and
+    /// `cds` are 8×32, 32×8 and 8×8, the logo is 256×256 and everything else is 32×32.
+    static func expectedSize(_ name: String) -> (width: Int, height: Int) {
+        if name == "PngSuite.png" { return (256, 256) }
+        if name.hasPrefix("s"), let side = Int(name.dropFirst().prefix(2)) { return (side, side) }
+        if name.hasPrefix("cdf") { return (8, 32) }
+        if name.hasPrefix("cdh") { return (32, 8) }
+        if name.hasPrefix("cds") { return (8, 8) }
+        return (32, 32)
+    }
+
+    @Test("PngSuite", arguments: pngSuite)
+    func pngSuiteFile(_ name: String) async throws {
+        let bytes = try Corpus.bytes(Corpus.pngSuite.appendingPathComponent(name))
+        let ingestor = ImageIngestor(threads: 1)
+        if name.hasPrefix("x") {
+            #expect(throws: IngestError.self) { try PNGCodec.decode(bytes) }
+            await #expect(throws: IngestError.self) { try await ingestor.ingest(bytes, role: .image) }
+            await #expect(throws: IngestError.self) { try await ingestor.ingest(bytes, role: .mask) }
+        } else {
+            let expected = Self.expectedSize(name)
+            let image = try PNGCodec.decode(bytes)
+            #expect(image.width == expected.width && image.height == expected.height)
+            #expect(image.pixels.count == expected.width * expected.height * 4)
+            let ingested = try await ingestor.ingest(bytes, role: .image)
+            #expect(ingested.format == "png")
+            #expect(ingested.width == expected.width && ingested.height == expected.height)
+            #expect(ingested.originalByteCount == bytes.count)
+            // Normalization is lossless for 8-bit input: decoding the output gives the same pixels.
+            #expect(try PNGCodec.decode(ingested.bytes) == image)
+        }
+    }
+
+    /// Interlaced and non-interlaced versions of the same picture decode to the same pixels.
+    @Test(
+        "interlaced equals non-interlaced",
+        arguments: pngSuite.filter { $0.hasPrefix("basi") || $0.hasPrefix("s") }
+            .filter { $0.dropFirst(3).first == "i" })
+    func interlacedMatches(_ name: String) throws {
+        var plainName = Array(name)
+        plainName[3] = "n"
+        let interlaced = try PNGCodec.decode(Corpus.bytes(Corpus.pngSuite.appendingPathComponent(name)))
+        let plain = try PNGCodec.decode(Corpus.bytes(Corpus.pngSuite.appendingPathComponent(String(plainName))))
+        #expect(interlaced == plain)
+    }
+
+    @Test func hugeHeaderIsRefusedBeforeDecoding() async throws {
+        // 50,000 × 50,000 RGBA would be 10 GB; the image data is filler that would fail to inflate.
+        let png = PNGBuilder.header(width: 50_000, height: 50_000)
+        #expect(png.count < 8_192)
+        let header = try ImageHeader(reading: png)
+        #expect(header.width == 50_000 && header.height == 50_000)
+
+        let error = try #require(throws: IngestError.self) { try PNGCodec.decode(png) }
+        #expect(error.code == .tooManyPixels)
+        let generous = IngestLimits(maxWidth: 100_000, maxHeight: 100_000, maxPixels: 1_000_000)
+        #expect(throws: IngestError.self) { try PNGCodec.decode(png, limits: generous) }
+        let ingestError = await #expect(throws: IngestError.self) {
+            try await ImageIngestor().ingest(png, role: .image)
+        }
+        #expect(ingestError?.code == .tooManyPixels)
+
+        // Within the side limits but over the pixel limit.
+        let wide = PNGBuilder.header(width: 16_000, height: 16_000)
+        let wideError = await #expect(throws: IngestError.self) { try await ImageIngestor().ingest(wide, role: .image) }
+        #expect(wideError?.code == .tooManyPixels)
+    }
+
+    @Test func zeroSizeIsBadDimensions() async {
+        let png = PNGBuilder.header(width: 0, height: 10)
+        let error = await #expect(throws: IngestError.self) { try await ImageIngestor().ingest(png, role: .image) }
+        #expect(error?.code == .badDimensions)
+    }
+
+    @Test func truncatedPNGIsRefused() async throws {
+        let full = try PNGCodec.encode(testPattern(width: 64, height: 64, alpha: true))
+        for length in [10, 30, 40, full.count / 2, full.count - 20] {
+            let cut = Array(full.prefix(length))
+            let error = try #require(throws: IngestError.self) { try PNGCodec.decode(cut) }
+            #expect(error.code == .truncated || error.code == .corrupt, "length \(length): \(error)")
+            let ingestError = await #expect(throws: IngestError.self) {
+                try await ImageIngestor().ingest(cut, role: .image)
+            }
+            #expect(ingestError?.code == .truncated || ingestError?.code == .corrupt)
+        }
+        let half = try #require(throws: IngestError.self) { try PNGCodec.decode(Array(full.prefix(full.count / 2))) }
+        #expect(half.code == .truncated)
+    }
+
+    @Test func animatedPNGIsRefused() async throws {
+        let still = try PNGCodec.encode(testPattern(width: 8, height: 8, alpha: true))
+        let acTL = PNGBuilder.chunk("acTL", PNGBuilder.bigEndian(2) + PNGBuilder.bigEndian(0))
+        let animated = PNGBuilder.inserting(acTL, intoAfterHeader: still)
+        #expect(try ImageHeader(reading: animated).isAnimated)
+        #expect(try !ImageHeader(reading: still).isAnimated)
+        let error = await #expect(throws: IngestError.self) {
+            try await ImageIngestor().ingest(animated, role: .image)
+        }
+        #expect(error?.code == .animated)
+    }
+
+    @Test func metadataIsStripped() async throws {
+        let still = try PNGCodec.encode(testPattern(width: 8, height: 8, alpha: false))
+        let text = PNGBuilder.chunk("tEXt", Array("Comment\u{0}secret location".utf8))
+        let tagged = PNGBuilder.inserting(text, intoAfterHeader: still)
+        let ingested = try await ImageIngestor().ingest(tagged, role: .image)
+        #expect(!String(decoding: ingested.bytes, as: UTF8.self).contains("secret"))
+        #expect(try PNGCodec.decode(ingested.bytes) == PNGCodec.decode(still))
+    }
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The tests: installs what is missing, starts a throwaway Redis on a free loopback port
+# (IMAGEGEN_TEST_REDIS_URL), and runs `swift test`. Tests that need Redis never skip: without
+# a server they fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+source scripts/redis-throwaway.sh
+export IMAGEGEN_TEST_REDIS_URL="$IMAGEGEN_REDIS_URL"
+echo "Redis for the tests: $IMAGEGEN_TEST_REDIS_URL"
+swift build --build-tests
+swift test --skip-build "$@"
