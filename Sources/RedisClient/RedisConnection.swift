@@ -194,7 +194,10 @@ private final class State: @unchecked Sendable {
         while queue.isEmpty && !closed { condition.wait() }
         if closed { return nil }
         if queue[0].blockingTimeout != nil {
-            return [queue.removeFirst()]
+            // From here until it ends, a cancel of this request interrupts the socket.
+            let request = queue.removeFirst()
+            runningBlockingID = request.id
+            return [request]
         }
         var count = 0
         while count < queue.count, count < State.maxBatch, queue[count].blockingTimeout == nil { count += 1 }
@@ -229,27 +232,30 @@ private final class State: @unchecked Sendable {
     }
 
     private func run(_ batch: [Request]) {
+        let blocking = batch.count == 1 ? batch[0].blockingTimeout : nil
         let socket: HiredisSocket
         do {
             socket = try connectedSocket()
         } catch {
+            if blocking != nil { clearRunningBlocking() }
             for request in batch { request.complete(.failure(error)) }
             return
         }
-        let blocking = batch.count == 1 ? batch[0].blockingTimeout : nil
         if let blocking {
             condition.lock()
-            runningBlockingID = batch[0].id
+            let canceledAlready = interruptedID == batch[0].id
             runningFD = socket.fileDescriptor
             condition.unlock()
+            if canceledAlready {
+                clearRunningBlocking()
+                batch[0].complete(.failure(RedisError(.canceled, "canceled before it was sent")))
+                return
+            }
             socket.setTimeout(blocking + configuration.commandTimeout)
         }
         defer {
             if blocking != nil {
-                condition.lock()
-                runningBlockingID = nil
-                runningFD = -1
-                condition.unlock()
+                clearRunningBlocking()
                 self.socket?.setTimeout(configuration.commandTimeout)
             }
         }
@@ -274,6 +280,14 @@ private final class State: @unchecked Sendable {
             request.complete(.success(replies))
             index += 1
         }
+    }
+
+    private func clearRunningBlocking() {
+        condition.lock()
+        runningBlockingID = nil
+        runningFD = -1
+        interruptedID = nil
+        condition.unlock()
     }
 
     private func isClosedOrCanceled(_ id: UInt64) -> Bool {

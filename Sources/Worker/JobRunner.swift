@@ -29,10 +29,16 @@ struct JobRunner: Sendable {
         let started = ContinuousClock.now
         logger.debug(
             "job started", metadata: ["job.kind": "\(job.spec.kind.rawValue)", "job.tier": "\(job.spec.tier.rawValue)"])
+        let result: JobResult
         do {
             let jobLogger = logger
-            let result = try await runUntilSignaled(signal) { try await process(job, logger: jobLogger) }
-            try await queue.complete(job.lease, result: result)
+            result = try await runUntilSignaled(signal) { try await process(job, logger: jobLogger) }
+        } catch {
+            await settle(job, error: error, signal: signal, logger: logger)
+            return
+        }
+        do {
+            try await reportWithRetry { try await queue.complete(job.lease, result: result) }
             Counter(label: "imagegen_jobs_total", dimensions: [("outcome", "succeeded")]).increment()
             Timer(label: "imagegen_job_duration_seconds").record(duration: ContinuousClock.now - started)
             logger.info(
@@ -42,8 +48,28 @@ struct JobRunner: Sendable {
                     "job.output_bytes": "\(result.outputs.reduce(0) { $0 + $1.bytes })",
                     "job.ms": "\((ContinuousClock.now - started).milliseconds)",
                 ])
+        } catch let error as QueueError where error.code == .fenced {
+            // Canceled, or recovered by another worker, after the work was done; or an earlier
+            // try of this call went through and only its reply was lost.
+            logger.warning("result not recorded: the lease is no longer held", metadata: ["error": "\(error.message)"])
         } catch {
-            await settle(job, error: error, signal: signal, logger: logger)
+            logger.warning(
+                "could not record the result; the job returns after its lease", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Runs a queue call again while Redis is unreachable, for up to about 10 s: the work is done
+    /// and its outputs stored, so it is worth waiting for Redis rather than redoing the job.
+    private func reportWithRetry(_ call: () async throws -> Void) async throws {
+        var attempt = 0
+        let backoff = RetryPolicy(baseDelay: .milliseconds(100), maxDelay: .seconds(2))
+        while true {
+            do {
+                return try await call()
+            } catch let error as QueueError where error.isRetryable && attempt < 8 {
+                attempt += 1
+                try await Task.sleep(for: backoff.delay(afterAttempt: attempt, minimum: .milliseconds(50)))
+            }
         }
     }
 
@@ -55,7 +81,7 @@ struct JobRunner: Sendable {
                 logger.info("job stopped", metadata: ["job.stop_reason": "\(reason.rawValue)"])
             case .shutdown:
                 do {
-                    try await queue.release(job.lease)
+                    try await reportWithRetry { try await queue.release(job.lease) }
                     logger.info("job handed back on shutdown")
                 } catch {
                     logger.warning(
@@ -70,7 +96,8 @@ struct JobRunner: Sendable {
         }
         let failure = classifier.classify(error, attempt: job.lease.attempt)
         do {
-            let state = try await queue.fail(job.lease, failure: failure)
+            var state = JobState.failed
+            try await reportWithRetry { state = try await queue.fail(job.lease, failure: failure) }
             Counter(label: "imagegen_jobs_total", dimensions: [("outcome", state.rawValue)]).increment()
             logger.info(
                 "job attempt failed", metadata: ["error.code": "\(failure.code)", "job.state": "\(state.rawValue)"])

@@ -1,0 +1,142 @@
+import Backends
+import Foundation
+import JobQueue
+import RedisQueue
+import Testing
+
+/// Tests with real processes: the `imagegen worker` binary, a Redis server restarted with its
+/// append-only file, and the Python client.
+@Suite("Processes", .serialized)
+struct ProcessTests {
+    @Test("a worker process killed mid-job: another worker completes the job exactly once")
+    func crashRecovery() async throws {
+        var settings = QueueSettings()
+        settings.workerTimeout = .seconds(1)
+        settings.lease = .seconds(20)
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        let id = try await fixture.queue.enqueue(spec("crash-user")).jobID
+
+        let victim = try startWorkerProcess(
+            queue: fixture.queue.name,
+            arguments: ["--slots", "2", "--heartbeat-seconds", "0.2", "--sim-latency-ms", "60000"])
+        try await fixture.waitForEvent(id, type: "started", timeout: .seconds(30))
+        kill(victim.processIdentifier, SIGKILL)
+        victim.waitUntilExit()
+        #expect(try await fixture.queue.status(jobID: id)?.state == .active)
+
+        let rescuer = RunningWorker(
+            queue: fixture.queue, blobs: fixture.blobs,
+            backend: SimulatedBackend(configuration: .init(latency: .milliseconds(20))))
+        let record = try await fixture.waitUntilFinished(id, timeout: .seconds(30))
+        try await rescuer.stop()
+
+        #expect(record.state == .succeeded)
+        #expect(record.recoveries == 1)
+        #expect(record.attempts == 0)
+        let events = try await fixture.events().filter { $0.jobID == id }
+        #expect(events.filter { $0.type == "succeeded" }.count == 1)
+        #expect(events.filter { $0.type == "started" }.count == 2)
+        #expect(events.contains { $0.type == "queued" && $0.fields["reason"] == "worker_lost" })
+    }
+
+    @Test("SIGTERM drains a worker process: the running job is handed back at once")
+    func processDrain() async throws {
+        let fixture = try await QueueFixture()
+        defer { fixture.close() }
+        let id = try await fixture.queue.enqueue(spec("drain-user")).jobID
+        let worker = try startWorkerProcess(
+            queue: fixture.queue.name, arguments: ["--sim-latency-ms", "60000", "--drain-grace-seconds", "0.3"])
+        try await fixture.waitForEvent(id, type: "started", timeout: .seconds(30))
+        let stopping = ContinuousClock.now
+        kill(worker.processIdentifier, SIGTERM)
+        worker.waitUntilExit()
+        #expect(ContinuousClock.now - stopping < .seconds(10))
+        #expect(worker.terminationStatus == 0)
+        let record = try #require(try await fixture.queue.status(jobID: id))
+        #expect(record.state == .queued)
+        #expect(record.attempts == 0 && record.recoveries == 0)
+        #expect(try await fixture.events().contains { $0.jobID == id && $0.fields["reason"] == "released" })
+    }
+
+    @Test("Redis with append-only persistence restarts mid-run: the worker resumes by itself, no job is lost")
+    func redisRestart() async throws {
+        let server = try RedisServerProcess(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"])
+        defer { server.stop() }
+        var settings = QueueSettings()
+        settings.lease = .seconds(2)
+        settings.workerTimeout = .seconds(2)
+        let fixture = try await QueueFixture(settings: settings, configuration: server.configuration)
+        defer { fixture.close() }
+        let worker = RunningWorker(
+            queue: fixture.queue, blobs: fixture.blobs,
+            backend: SimulatedBackend(configuration: .init(latency: .milliseconds(100))))
+        var ids: [String] = []
+        for index in 0..<40 { ids.append(try await fixture.queue.enqueue(spec("user-\(index % 5)")).jobID) }
+
+        #expect(try await eventually(timeout: .seconds(30)) { try await succeeded(ids, fixture) >= 8 })
+        try server.restart()
+        let allDone = try await eventually(timeout: .seconds(90)) {
+            (try? await succeeded(ids, fixture)) == ids.count
+        }
+        let done = try await succeeded(ids, fixture)
+        #expect(allDone, "\(done) of \(ids.count) jobs succeeded after the restart")
+        try await worker.stop()
+    }
+
+    @Test("the Python client enqueues (idempotently) and a Swift worker completes its jobs")
+    func pythonClient() async throws {
+        let fixture = try await QueueFixture()
+        defer { fixture.close() }
+        let worker = RunningWorker(
+            queue: fixture.queue, blobs: fixture.blobs,
+            backend: SimulatedBackend(configuration: .init(latency: .milliseconds(20))))
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("imagegen-py-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let script = packageRoot.appendingPathComponent("clients/python/example_enqueue.py").path
+        let output = try await runToolAsync(
+            "python3",
+            [
+                script, "--redis", SharedRedis.url, "--queue", fixture.queue.name, "--image",
+                packageRoot.appendingPathComponent("samples/photo.png").path, "--out", out.path,
+            ])
+        try await worker.stop()
+        let line = try #require(output.split(separator: "\n").last)
+        let report = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(report["ok"] as? Bool == true)
+        let generate = try #require(report["generate"] as? String)
+        let edit = try #require(report["edit"] as? String)
+        #expect(try await fixture.queue.status(jobID: generate)?.state == .succeeded)
+        #expect(try await fixture.queue.status(jobID: edit)?.state == .succeeded)
+        #expect((report["outputs"] as? [String])?.count == 2)
+    }
+}
+
+private func succeeded(_ ids: [String], _ fixture: QueueFixture) async throws -> Int {
+    var count = 0
+    for id in ids where try await fixture.queue.status(jobID: id)?.state == .succeeded { count += 1 }
+    return count
+}
+
+/// Starts `imagegen worker` from this build on the shared Redis.
+private func startWorkerProcess(queue: String, arguments: [String]) throws -> Process {
+    let binary = packageRoot.appendingPathComponent(".build/debug/imagegen")
+    guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+        throw TestFailure("\(binary.path) is missing: build it first (swift build)")
+    }
+    let process = Process()
+    process.executableURL = binary
+    process.arguments = ["worker", "--redis", SharedRedis.url, "--queue", queue, "--log-level", "warning"] + arguments
+    process.standardOutput = FileHandle.nullDevice
+    try process.run()
+    return process
+}
+
+/// Runs a tool off the cooperative pool and returns its standard output.
+private func runToolAsync(_ tool: String, _ arguments: [String]) async throws -> String {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async {
+            continuation.resume(with: Result { try runTool(tool, arguments) })
+        }
+    }
+}
