@@ -1,7 +1,8 @@
 import Foundation
 import ImageIngest
 
-/// Test data shared with the rest of the project, in `../shared/corpus` next to the package root.
+/// Test data shared with the rest of the project, in `../shared/corpus` next to the package root,
+/// or where `IMAGEGEN_CORPUS_DIR` points.
 enum Corpus {
     /// The package root: the nearest ancestor of this file that holds a `Package.swift`.
     static let packageRoot: URL = {
@@ -15,7 +16,12 @@ enum Corpus {
         fatalError("no Package.swift above \(#filePath)")
     }()
 
-    static let root = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/corpus")
+    static let root: URL = {
+        if let directory = ProcessInfo.processInfo.environment["IMAGEGEN_CORPUS_DIR"] {
+            return URL(fileURLWithPath: directory)
+        }
+        return packageRoot.deletingLastPathComponent().appendingPathComponent("shared/corpus")
+    }()
     static let pngSuite = root.appendingPathComponent("pngsuite")
     static let jpeg = root.appendingPathComponent("jpeg")
 
