@@ -7,7 +7,7 @@ let package = Package(
     products: [
         .executable(name: "imagegen", targets: ["imagegen"]),
         // The library a Swift web tier links to enqueue jobs, read status and follow events.
-        .library(name: "ImagegenClient", targets: ["RedisQueue"]),
+        .library(name: "ImagegenClient", targets: ["RedisQueue", "Storage"]),
         .library(name: "ImagegenWorker", targets: ["Worker"]),
     ],
     dependencies: [

@@ -269,13 +269,21 @@ struct DeadLetterCommand: AsyncParsableCommand {
     struct Delete: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete dead jobs and their records.")
         @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var output: OutputOptions
         @Argument(help: "Job ids.") var jobs: [String]
 
         func run() async throws {
             let logger = connection.bootstrapLogging()
             let (pool, queue, _) = try connection.connect(logger: logger)
             defer { pool.close() }
-            for job in jobs { print(try await queue.deleteDead(jobID: job) ? "\(job) deleted" : "\(job) is not dead") }
+            for job in jobs {
+                let deleted = try await queue.deleteDead(jobID: job)
+                if output.json {
+                    printJSON(["job": job, "deleted": deleted])
+                } else {
+                    print(deleted ? "\(job) deleted" : "\(job) is not dead")
+                }
+            }
         }
     }
 }

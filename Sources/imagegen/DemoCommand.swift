@@ -29,7 +29,7 @@ struct DemoCommand: AsyncParsableCommand {
     @Option(help: "Photo to edit. Default samples/photo.png.") var image: String = "samples/photo.png"
 
     func run() async throws {
-        let logger = connection.bootstrapLogging()
+        let logger = connection.bootstrapLogging(defaultLevel: .warning)
         var options = connection
         if options.queue == nil { options.queue = "demo-\(UInt32.random(in: 0...UInt32.max))" }
         let (pool, queue, blobs) = try options.connect(logger: logger, poolSize: 2)

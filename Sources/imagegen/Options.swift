@@ -43,8 +43,8 @@ struct ConnectionOptions: ParsableArguments {
     }
 
     /// Sets up logging to standard error once per process.
-    func bootstrapLogging() -> Logger {
-        let raw = logLevel ?? ProcessInfo.processInfo.environment["IMAGEGEN_LOG_LEVEL"] ?? "info"
+    func bootstrapLogging(defaultLevel: Logger.Level = .info) -> Logger {
+        let raw = logLevel ?? ProcessInfo.processInfo.environment["IMAGEGEN_LOG_LEVEL"] ?? defaultLevel.rawValue
         let level = Logger.Level(rawValue: raw.lowercased()) ?? .info
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)

@@ -1,0 +1,19 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Load tests and micro-benchmarks of imagegen, kept apart from the main package so that its
+// build and tests do not pay for them. Depends on the root package by path.
+let package = Package(
+    name: "imagegen-benchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(path: "..")
+    ],
+    targets: [
+        .executableTarget(
+            name: "imagegen-queue-bench",
+            dependencies: [.product(name: "ImagegenClient", package: "imagegen")]
+        )
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,70 @@
+import Foundation
+import JobQueue
+import RedisClient
+import RedisQueue
+
+/// Measures the queue's own cost against a running Redis: enqueue rate (one awaited call at a
+/// time and many concurrent), and claim + complete rate in batches, with no image work.
+///
+///     swift run -c release imagegen-queue-bench redis://127.0.0.1:6379/0 [jobs]
+@main
+struct QueueBench {
+    static func main() async throws {
+        let arguments = CommandLine.arguments
+        let url = arguments.count > 1 ? arguments[1] : "redis://127.0.0.1:6379/0"
+        let jobs = arguments.count > 2 ? Int(arguments[2]) ?? 20_000 : 20_000
+        let pool = RedisPool(configuration: try RedisConfiguration(url: url), size: 2)
+        defer { pool.close() }
+        let queue = try RedisJobQueue(pool: pool, name: "bench-\(UInt32.random(in: 0...UInt32.max))")
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        try await queue.configure(settings)
+        let spec = JobSpec(user: "bench", prompt: "noop", size: "64x64")
+
+        let sequentialCount = min(jobs, 5_000)
+        let sequential = try await timed {
+            for _ in 0..<sequentialCount { _ = try await queue.enqueue(spec) }
+        }
+        let concurrent = try await timed {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for worker in 0..<64 {
+                    group.addTask {
+                        for index in stride(from: worker, to: jobs, by: 64) {
+                            _ = try await queue.enqueue(JobSpec(user: "u\(index % 50)", prompt: "noop", size: "64x64"))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let result = JobResult(
+            outputs: [], usage: .init(images: 0, size: "64x64", model: "none"),
+            durations: .init(ingestMS: 0, backendMS: 0, storeMS: 0))
+        var processed = 0
+        let drain = try await timed {
+            while true {
+                let claimed = try await queue.claim(workerID: "bench", limit: 64).jobs
+                if claimed.isEmpty { break }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for job in claimed { group.addTask { try await queue.complete(job.lease, result: result) } }
+                    try await group.waitForAll()
+                }
+                processed += claimed.count
+            }
+        }
+        print("enqueue, one awaited call at a time: \(rate(sequentialCount, sequential)) jobs/s")
+        print("enqueue, 64 concurrent callers:      \(rate(jobs, concurrent)) jobs/s")
+        print("claim (batches of 64) + complete:    \(rate(processed, drain)) jobs/s (\(processed) jobs)")
+    }
+
+    static func timed(_ body: () async throws -> Void) async throws -> Duration {
+        let start = ContinuousClock.now
+        try await body()
+        return ContinuousClock.now - start
+    }
+
+    static func rate(_ count: Int, _ duration: Duration) -> String {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        return String(format: "%.0f", Double(count) / seconds)
+    }
+}
