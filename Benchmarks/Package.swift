@@ -1,5 +1,10 @@
 // swift-tools-version:6.1
+import Foundation
 import PackageDescription
+
+// SwiftPM names a path dependency after its folder, whatever the clone is called.
+let rootIdentity = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .lastPathComponent.lowercased()
 
 // Load tests and micro-benchmarks of imagegen, kept apart from the main package so that its
 // build and tests do not pay for them. Depends on the root package by path.
@@ -12,7 +17,7 @@ let package = Package(
     targets: [
         .executableTarget(
             name: "imagegen-queue-bench",
-            dependencies: [.product(name: "ImagegenClient", package: "imagegen")]
+            dependencies: [.product(name: "ImagegenClient", package: rootIdentity)]
         )
     ],
     swiftLanguageModes: [.v6]

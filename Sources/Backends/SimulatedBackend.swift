@@ -26,6 +26,11 @@ public struct SimulatedBackend: ImageModelBackend {
         /// The fraction of calls (0...1) that fail with a retryable ``BackendError/Code/unavailable``
         /// after the latency. Default 0.
         public var failureRate: Double
+        /// The fraction of calls (0...1) answered as a provider rate limit (``BackendError/Code/rateLimited``,
+        /// retry after 1 s). Default 0.
+        public var rateLimitRate: Double = 0
+        /// The fraction of calls (0...1) refused by simulated moderation (terminal). Default 0.
+        public var moderationRate: Double = 0
         /// Seeds the latency and failure draws, so a sequence of calls behaves the same on every run.
         /// Pictures depend only on the request. Default 0.
         public var seed: UInt64
@@ -79,7 +84,12 @@ public struct SimulatedBackend: ImageModelBackend {
             throw BackendError(.invalidRequest, "an edit needs an input image")
         }
 
-        let fails = random.nextUnit() < configuration.failureRate
+        let draw = random.nextUnit()
+        let fails = draw < configuration.failureRate
+        let rateLimited = !fails && draw < configuration.failureRate + configuration.rateLimitRate
+        let moderated =
+            !fails && !rateLimited
+            && draw < configuration.failureRate + configuration.rateLimitRate + configuration.moderationRate
         let delay = latency(unit: random.nextUnit())
         do {
             if delay > .zero {
@@ -89,6 +99,12 @@ public struct SimulatedBackend: ImageModelBackend {
             }
         } catch {
             throw BackendError(.canceled, "the request was canceled")
+        }
+        if rateLimited {
+            throw BackendError(.rateLimited, "simulated rate limit", retryAfter: 1)
+        }
+        if moderated {
+            throw BackendError(.moderationBlocked, "simulated moderation refusal")
         }
         if fails {
             throw BackendError(.unavailable, "simulated backend failure")

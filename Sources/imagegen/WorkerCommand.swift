@@ -69,6 +69,12 @@ struct WorkerOptions: ParsableArguments {
     var simLatencyMs: Int = 300
     @Option(help: "Simulated backend: fraction of calls failing with a retryable error. Default 0.")
     var simFailureRate: Double = 0
+    @Option(
+        help: "Simulated backend: fraction of calls answered with a rate limit (requeued, no attempt spent). Default 0."
+    )
+    var simRateLimitRate: Double = 0
+    @Option(help: "Simulated backend: fraction of calls refused by moderation (terminal). Default 0.")
+    var simModerationRate: Double = 0
     @Option(help: "Where outputs go: redis (with TTL) or file. Default redis.")
     var store: String = "redis"
     @Option(help: "Directory of the file store. Default ./imagegen-blobs.")
@@ -80,7 +86,9 @@ struct WorkerOptions: ParsableArguments {
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
         guard backend == "simulated" else { throw ValidationError("--backend: only 'simulated' is available") }
         guard store == "redis" || store == "file" else { throw ValidationError("--store: redis or file") }
-        guard (0...1).contains(simFailureRate) else { throw ValidationError("--sim-failure-rate: 0 to 1") }
+        guard (0...1).contains(simFailureRate), (0...1).contains(simRateLimitRate), (0...1).contains(simModerationRate),
+            simFailureRate + simRateLimitRate + simModerationRate <= 1
+        else { throw ValidationError("--sim-*-rate: fractions from 0 to 1, adding up to at most 1") }
     }
 
     func workerConfiguration() -> WorkerConfiguration {
@@ -95,8 +103,12 @@ struct WorkerOptions: ParsableArguments {
     }
 
     func makeBackend() -> any ImageModelBackend {
-        SimulatedBackend(
-            configuration: .init(latency: .milliseconds(Int64(simLatencyMs)), failureRate: simFailureRate, seed: 0))
+        var configuration = SimulatedBackend.Configuration(
+            latency: .milliseconds(Int64(simLatencyMs)), failureRate: simFailureRate,
+            seed: UInt64.random(in: 0...UInt64.max))
+        configuration.rateLimitRate = simRateLimitRate
+        configuration.moderationRate = simModerationRate
+        return SimulatedBackend(configuration: configuration)
     }
 }
 

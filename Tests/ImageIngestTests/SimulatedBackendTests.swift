@@ -126,6 +126,39 @@ struct SimulatedBackendTests {
         #expect(error?.isRetryable == true)
     }
 
+    @Test func failureMixIsConfigurable() async {
+        var configuration = SimulatedBackend.Configuration(latency: .zero)
+        configuration.rateLimitRate = 1
+        let limited = await #expect(throws: BackendError.self) {
+            try await SimulatedBackend(configuration: configuration).generate(Self.request("x"))
+        }
+        #expect(limited?.code == .rateLimited)
+        #expect(limited?.retryAfter == 1)
+        configuration.rateLimitRate = 0
+        configuration.moderationRate = 1
+        let refused = await #expect(throws: BackendError.self) {
+            try await SimulatedBackend(configuration: configuration).generate(Self.request("x"))
+        }
+        #expect(refused?.code == .moderationBlocked)
+        #expect(refused?.isRetryable == false)
+        // A mix: over many calls each outcome shows up near its share.
+        configuration = SimulatedBackend.Configuration(latency: .zero, failureRate: 0.2, seed: 7)
+        configuration.moderationRate = 0.1
+        let backend = SimulatedBackend(configuration: configuration)
+        var outcomes: [String: Int] = [:]
+        for _ in 0..<400 {
+            do {
+                _ = try await backend.generate(Self.request("mix", width: 4, height: 4))
+                outcomes["ok", default: 0] += 1
+            } catch let error as BackendError {
+                outcomes[error.code.rawValue, default: 0] += 1
+            } catch {}
+        }
+        #expect((50...110).contains(outcomes["unavailable"] ?? 0))
+        #expect((20...65).contains(outcomes["moderation_blocked"] ?? 0))
+        #expect((220...330).contains(outcomes["ok"] ?? 0))
+    }
+
     @Test func latencyIsWaited() async throws {
         let backend = SimulatedBackend(configuration: .init(latency: .milliseconds(200), latencyJitter: 0))
         let clock = ContinuousClock()

@@ -172,7 +172,8 @@ struct WorkerTests {
 
 /// A backend that counts calls, waits `latency`, and records when it was canceled.
 final class CountingBackend: ImageModelBackend, Sendable {
-    private let state = Mutex<(calls: Int, abortedAt: ContinuousClock.Instant?)>((0, nil))
+    private let state = Mutex<(calls: Int, running: Int, maxConcurrent: Int, abortedAt: ContinuousClock.Instant?)>(
+        (0, 0, 0, nil))
     let latency: Duration
     var name: String { "counting" }
 
@@ -180,9 +181,15 @@ final class CountingBackend: ImageModelBackend, Sendable {
 
     var calls: Int { state.withLock { $0.calls } }
     var abortedAt: ContinuousClock.Instant? { state.withLock { $0.abortedAt } }
+    var maxConcurrent: Int { state.withLock { $0.maxConcurrent } }
 
     func generate(_ request: ImageRequest) async throws -> ImageResponse {
-        state.withLock { $0.calls += 1 }
+        state.withLock {
+            $0.calls += 1
+            $0.running += 1
+            $0.maxConcurrent = max($0.maxConcurrent, $0.running)
+        }
+        defer { state.withLock { $0.running -= 1 } }
         do {
             try await Task.sleep(for: latency)
         } catch {

@@ -2,6 +2,7 @@ import Foundation
 import JobQueue
 import RedisClient
 import RedisQueue
+import Synchronization
 
 /// Measures the queue's own cost against a running Redis: enqueue rate (one awaited call at a
 /// time and many concurrent), and claim + complete rate in batches, with no image work.
@@ -52,9 +53,54 @@ struct QueueBench {
                 processed += claimed.count
             }
         }
+        let pickups = try await pickupLatencies(queue: queue, count: 500)
         print("enqueue, one awaited call at a time: \(rate(sequentialCount, sequential)) jobs/s")
         print("enqueue, 64 concurrent callers:      \(rate(jobs, concurrent)) jobs/s")
         print("claim (batches of 64) + complete:    \(rate(processed, drain)) jobs/s (\(processed) jobs)")
+        print(
+            "pickup, idle claimer blocked in BLPOP: p50 \(percentile(pickups, 0.5)) ms, p99 \(percentile(pickups, 0.99)) ms, "
+                + "max \(percentile(pickups, 1)) ms (\(pickups.count) jobs enqueued 2 ms apart)")
+    }
+
+    /// A claimer that waits like the worker (claim, else block on the wake-up list) while jobs are
+    /// enqueued one at a time: the time from the enqueue call to the claim that returns the job.
+    static func pickupLatencies(queue: RedisJobQueue, count: Int) async throws -> [Double] {
+        // Each job's prompt carries its index; the start time is recorded before the enqueue call.
+        let enqueuedAt = Mutex<[Int: ContinuousClock.Instant]>([:])
+        return try await withThrowingTaskGroup(of: [Double].self) { group in
+            group.addTask {
+                var latencies: [Double] = []
+                while latencies.count < count {
+                    let claimed = try await queue.claim(workerID: "pickup", limit: 16)
+                    let now = ContinuousClock.now
+                    for job in claimed.jobs {
+                        let index = Int(job.spec.prompt.split(separator: " ").last ?? "") ?? -1
+                        if let start = enqueuedAt.withLock({ $0[index] }) {
+                            latencies.append(milliseconds(now - start))
+                        }
+                    }
+                    if claimed.jobs.isEmpty { try await queue.waitForWork(timeout: .seconds(1)) }
+                }
+                return latencies
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            for index in 0..<count {
+                enqueuedAt.withLock { $0[index] = ContinuousClock.now }
+                _ = try await queue.enqueue(JobSpec(user: "pickup", prompt: "pickup \(index)", size: "64x64"))
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            return try await group.next() ?? []
+        }
+    }
+
+    static func milliseconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+    }
+
+    static func percentile(_ values: [Double], _ p: Double) -> String {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return "-" }
+        return String(format: "%.2f", sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))])
     }
 
     static func timed(_ body: () async throws -> Void) async throws -> Duration {

@@ -14,7 +14,7 @@ final class RunningWorker: Sendable {
     let task: Task<Void, Error>
 
     init(
-        queue: RedisJobQueue, blobs: any BlobStore, backend: any ImageModelBackend,
+        queue: any WorkerService.Queue, blobs: any BlobStore, backend: any ImageModelBackend,
         configure: (inout WorkerConfiguration) -> Void = { _ in }, logger: Logger = testLogger
     ) {
         var configuration = WorkerConfiguration()
