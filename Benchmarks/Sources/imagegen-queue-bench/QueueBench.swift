@@ -66,7 +66,7 @@ struct QueueBench {
     /// enqueued one at a time: the time from the enqueue call to the claim that returns the job.
     static func pickupLatencies(queue: RedisJobQueue, count: Int) async throws -> [Double] {
         // Each job's prompt carries its index; the start time is recorded before the enqueue call.
-        let enqueuedAt = Mutex<[Int: ContinuousClock.Instant]>([:])
+        let enqueuedAt = StartTimes()
         return try await withThrowingTaskGroup(of: [Double].self) { group in
             group.addTask {
                 var latencies: [Double] = []
@@ -75,7 +75,7 @@ struct QueueBench {
                     let now = ContinuousClock.now
                     for job in claimed.jobs {
                         let index = Int(job.spec.prompt.split(separator: " ").last ?? "") ?? -1
-                        if let start = enqueuedAt.withLock({ $0[index] }) {
+                        if let start = enqueuedAt.times.withLock({ $0[index] }) {
                             latencies.append(milliseconds(now - start))
                         }
                     }
@@ -85,7 +85,7 @@ struct QueueBench {
             }
             try await Task.sleep(for: .milliseconds(200))
             for index in 0..<count {
-                enqueuedAt.withLock { $0[index] = ContinuousClock.now }
+                enqueuedAt.times.withLock { $0[index] = ContinuousClock.now }
                 _ = try await queue.enqueue(JobSpec(user: "pickup", prompt: "pickup \(index)", size: "64x64"))
                 try await Task.sleep(for: .milliseconds(2))
             }
@@ -103,6 +103,7 @@ struct QueueBench {
         return String(format: "%.2f", sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))])
     }
 
+    @MainActor
     static func timed(_ body: () async throws -> Void) async throws -> Duration {
         let start = ContinuousClock.now
         try await body()
@@ -113,4 +114,9 @@ struct QueueBench {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         return String(format: "%.0f", Double(count) / seconds)
     }
+}
+
+/// Start times by job index, shared by the producer and the claimer.
+final class StartTimes: Sendable {
+    let times = Mutex<[Int: ContinuousClock.Instant]>([:])
 }
