@@ -115,7 +115,7 @@ public final class WorkerService: Service, Sendable {
     }
 
     private func waitForSlot(_ jobs: RunningJobs) async {
-        try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             for await left in jobs.ended where left < self.configuration.slots { return }
         }
     }
