@@ -8,6 +8,7 @@ scripts/setup.sh
 source scripts/redis-throwaway.sh
 export IMAGEGEN_TEST_REDIS_URL="$IMAGEGEN_REDIS_URL"
 echo "Redis for the tests: $IMAGEGEN_TEST_REDIS_URL"
+scripts/format.sh --check
 swift build --build-tests
 swift build --product imagegen  # the process tests run the real binary
 swift test --skip-build "$@"

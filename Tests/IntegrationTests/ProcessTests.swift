@@ -84,6 +84,48 @@ struct ProcessTests {
         try await worker.stop()
     }
 
+    @Test("the CLI: enqueue, status, stats, cancel, watch and result, with --json")
+    func commandLine() async throws {
+        let fixture = try await QueueFixture()
+        defer { fixture.close() }
+        let common = ["--redis", SharedRedis.url, "--queue", fixture.queue.name]
+        let enqueued = try await cli(
+            [
+                "enqueue", "--user", "cli-user", "--prompt", "a quiet harbour", "--size", "64x64",
+                "--idempotency-key", "cli-1", "--json",
+            ] + common)
+        let job = try #require(enqueued["job"] as? String)
+        #expect(enqueued["created"] as? Bool == true)
+        let again = try await cli(
+            ["enqueue", "--user", "cli-user", "--prompt", "x", "--idempotency-key", "cli-1", "--json"] + common)
+        #expect(again["job"] as? String == job)
+        #expect(again["created"] as? Bool == false)
+        #expect(try await cli(["status", job, "--json"] + common)["state"] as? String == "queued")
+        let stats = try await cli(["stats", "--json"] + common)
+        #expect((stats["queued_by_tier"] as? [String: Int])?["standard"] == 1)
+
+        let other = try #require(
+            try await cli(["enqueue", "--user", "cli-user", "--prompt", "p", "--json"] + common)["job"] as? String)
+        #expect(try await cli(["cancel", other, "--json"] + common)["was"] as? String == "queued")
+        #expect(try await cli(["status", other, "--json"] + common)["state"] as? String == "canceled")
+
+        let worker = RunningWorker(
+            queue: fixture.queue, blobs: fixture.blobs,
+            backend: SimulatedBackend(configuration: .init(latency: .milliseconds(20))))
+        let watched = try await cli(["watch", job, "--after", "0", "--json"] + common)  // returns at the job's end
+        #expect(watched["type"] as? String == "succeeded" || watched["state"] as? String == "succeeded")
+        try await worker.stop()
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("imagegen-cli-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let files = try #require(
+            try await cli(["result", job, "--out", out.path, "--json"] + common)["files"] as? [String])
+        #expect(files.count == 1)
+        #expect(FileManager.default.contents(atPath: files[0])?.starts(with: [0x89, 0x50, 0x4E, 0x47]) == true)
+        await #expect(throws: (any Error).self) {
+            try await cli(["enqueue", "--user", "bad user", "--prompt", "x"] + common)
+        }
+    }
+
     @Test("the Python client enqueues (idempotently) and a Swift worker completes its jobs")
     func pythonClient() async throws {
         let fixture = try await QueueFixture()
@@ -130,6 +172,32 @@ private func startWorkerProcess(queue: String, arguments: [String]) throws -> Pr
     process.standardOutput = FileHandle.nullDevice
     try process.run()
     return process
+}
+
+/// Runs `imagegen` with `arguments` and returns the last JSON object it printed; throws when it
+/// exits non-zero.
+@discardableResult
+private func cli(_ arguments: [String]) async throws -> [String: Any] {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try cliBlocking(arguments) }) }
+    }
+}
+
+private func cliBlocking(_ arguments: [String]) throws -> [String: Any] {
+    let process = Process()
+    process.executableURL = packageRoot.appendingPathComponent(".build/debug/imagegen")
+    process.arguments = arguments + ["--log-level", "error"]
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = FileHandle.nullDevice
+    try process.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw TestFailure("imagegen \(arguments.first ?? "") exited with \(process.terminationStatus)")
+    }
+    let last = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "{}"
+    return (try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any]) ?? [:]
 }
 
 /// Runs a tool off the cooperative pool and returns its standard output.
