@@ -380,3 +380,58 @@ struct SplitMix64: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite("JPEG fixtures")
+struct JPEGFixtureTests {
+    /// The mean R, G, B of the left and right halves of a 16×16 image.
+    static func halves(_ image: RGBAImage) -> (left: [Int], right: [Int]) {
+        var left = [0, 0, 0]
+        var right = [0, 0, 0]
+        for y in 0..<16 {
+            for x in 0..<16 {
+                for channel in 0..<3 {
+                    let value = Int(image.pixels[(y * 16 + x) * 4 + channel])
+                    // Skip the two columns next to the edge, where chroma subsampling blends the halves.
+                    if x < 6 { left[channel] += value } else if x >= 10 { right[channel] += value }
+                }
+            }
+        }
+        return (left.map { $0 / 96 }, right.map { $0 / 96 })
+    }
+
+    static func isClose(_ values: [Int], _ expected: [Int], tolerance: Int = 6) -> Bool {
+        zip(values, expected).allSatisfy { abs($0 - $1) <= tolerance }
+    }
+
+    @Test func progressiveDecodes() throws {
+        let bytes = JPEGFixtures.progressive
+        #expect(try ImageHeader(reading: bytes).isInterlaced)
+        let decoded = try JPEGCodec.decode(bytes)
+        #expect(decoded.image.width == 16 && decoded.image.height == 16 && !decoded.isCMYK)
+        let (left, right) = Self.halves(decoded.image)
+        #expect(Self.isClose(left, [250, 20, 20]), "\(left)")
+        #expect(Self.isClose(right, [20, 20, 250]), "\(right)")
+        let shrunk = try JPEGCodec.decode(bytes, targetWidth: 4, targetHeight: 4)
+        #expect(shrunk.image.width == 4 && shrunk.image.height == 4)
+    }
+
+    @Test func progressiveScansAreCounted() throws {
+        let bytes = JPEGFixtures.progressive
+        #expect(try JPEGCodec.decode(bytes, limits: IngestLimits(maxScans: 10)).image.width == 16)
+        let error = try #require(throws: IngestError.self) {
+            try JPEGCodec.decode(bytes, limits: IngestLimits(maxScans: 9))
+        }
+        #expect(error.code == .tooManyScans)
+    }
+
+    @Test("Adobe CMYK and YCCK", arguments: ["cmyk", "ycck"])
+    func adobeCMYK(_ kind: String) throws {
+        let bytes = kind == "cmyk" ? JPEGFixtures.adobeCMYK : JPEGFixtures.adobeYCCK
+        let decoded = try JPEGCodec.decode(bytes)
+        #expect(decoded.isCMYK)
+        #expect(decoded.image.width == 16 && decoded.image.height == 16 && decoded.image.isOpaque)
+        let (left, right) = Self.halves(decoded.image)
+        #expect(Self.isClose(left, [255, 0, 0]), "\(left)")
+        #expect(Self.isClose(right, [0, 0, 128]), "\(right)")
+    }
+}
