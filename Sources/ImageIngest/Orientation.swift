@@ -1,0 +1,122 @@
+/// How a stored image must be transformed to display upright: the EXIF/TIFF `Orientation` tag (0x0112).
+///
+/// The raw value is the tag value. Each case names the transform that ``applied(to:)`` performs on the
+/// stored pixels to produce the upright image.
+public enum ImageOrientation: Int, Sendable, Hashable, CaseIterable {
+    /// 1: the stored image is upright.
+    case up = 1
+    /// 2: the stored image is mirrored left to right; mirror it horizontally.
+    case mirrorHorizontal = 2
+    /// 3: the stored image is upside down; rotate it 180°.
+    case rotate180 = 3
+    /// 4: the stored image is mirrored top to bottom; mirror it vertically.
+    case mirrorVertical = 4
+    /// 5: transpose (swap rows and columns: mirror horizontally, then rotate 90° counter-clockwise).
+    case transpose = 5
+    /// 6: the stored image must be rotated 90° clockwise.
+    case rotate90Clockwise = 6
+    /// 7: transverse (mirror horizontally, then rotate 90° clockwise).
+    case transverse = 7
+    /// 8: the stored image must be rotated 90° counter-clockwise.
+    case rotate90CounterClockwise = 8
+
+    /// Whether the upright image has its width and height swapped relative to the stored image.
+    public var swapsDimensions: Bool { rawValue >= 5 }
+
+    /// The upright version of `image`, which is stored with this orientation.
+    ///
+    /// For ``up`` the image is returned unchanged. An image whose pixel buffer does not match its
+    /// size is also returned unchanged.
+    public func applied(to image: RGBAImage) -> RGBAImage {
+        let width = image.width
+        let height = image.height
+        guard self != .up, width > 0, height > 0, image.pixels.count == width * height * 4 else {
+            return image
+        }
+        let outWidth = swapsDimensions ? height : width
+        let outHeight = swapsDimensions ? width : height
+        // For each output pixel (x, y), the stored pixel it comes from is
+        // (sx, sy) = (x0 + x * dxx + y * dxy, y0 + x * dyx + y * dyy).
+        let (x0, dxx, dxy, y0, dyx, dyy): (Int, Int, Int, Int, Int, Int)
+        switch self {
+        case .up: (x0, dxx, dxy, y0, dyx, dyy) = (0, 1, 0, 0, 0, 1)
+        case .mirrorHorizontal: (x0, dxx, dxy, y0, dyx, dyy) = (width - 1, -1, 0, 0, 0, 1)
+        case .rotate180: (x0, dxx, dxy, y0, dyx, dyy) = (width - 1, -1, 0, height - 1, 0, -1)
+        case .mirrorVertical: (x0, dxx, dxy, y0, dyx, dyy) = (0, 1, 0, height - 1, 0, -1)
+        // out(x, y) = in(y, x)
+        case .transpose: (x0, dxx, dxy, y0, dyx, dyy) = (0, 0, 1, 0, 1, 0)
+        // out(x, y) = in(y, H - 1 - x): the stored left column becomes the top row.
+        case .rotate90Clockwise: (x0, dxx, dxy, y0, dyx, dyy) = (0, 0, 1, height - 1, -1, 0)
+        // out(x, y) = in(W - 1 - y, H - 1 - x)
+        case .transverse: (x0, dxx, dxy, y0, dyx, dyy) = (width - 1, 0, -1, height - 1, -1, 0)
+        // out(x, y) = in(W - 1 - y, x): the stored right column becomes the top row.
+        case .rotate90CounterClockwise: (x0, dxx, dxy, y0, dyx, dyy) = (width - 1, 0, -1, 0, 1, 0)
+        }
+        var output = [UInt32](repeating: 0, count: outWidth * outHeight)
+        image.pixels.withUnsafeBytes { source in
+            output.withUnsafeMutableBufferPointer { destination in
+                var index = 0
+                for y in 0..<outHeight {
+                    var sx = x0 + y * dxy
+                    var sy = y0 + y * dyy
+                    for _ in 0..<outWidth {
+                        destination[index] = source.loadUnaligned(
+                            fromByteOffset: (sy * width + sx) * 4, as: UInt32.self)
+                        index += 1
+                        sx += dxx
+                        sy += dyx
+                    }
+                }
+            }
+        }
+        let pixels = output.withUnsafeBytes { [UInt8]($0) }
+        return RGBAImage(width: outWidth, height: outHeight, pixels: pixels)
+    }
+
+    /// Reads the orientation from EXIF data: a TIFF structure (byte order `II` or `MM`), optionally
+    /// preceded by the `Exif\0\0` marker that starts a JPEG APP1 segment's payload.
+    ///
+    /// Only IFD0 is read. Missing, malformed, truncated or out-of-range data gives ``up``; this
+    /// never fails.
+    public static func parseEXIF(_ tiff: [UInt8]) -> ImageOrientation {
+        let exifMarker: [UInt8] = [0x45, 0x78, 0x69, 0x66, 0, 0]
+        let base = tiff.starts(with: exifMarker) ? exifMarker.count : 0
+        let bytes = tiff[base...]
+        guard bytes.count >= 8 else { return .up }
+        let bigEndian: Bool
+        switch (bytes[base], bytes[base + 1]) {
+        case (0x49, 0x49): bigEndian = false
+        case (0x4D, 0x4D): bigEndian = true
+        default: return .up
+        }
+        // Offsets are relative to the start of the TIFF header; returns nil past the end.
+        func u16(_ offset: Int) -> Int? {
+            guard offset >= 0, offset <= bytes.count - 2 else { return nil }
+            let a = Int(bytes[base + offset])
+            let b = Int(bytes[base + offset + 1])
+            return bigEndian ? a << 8 | b : b << 8 | a
+        }
+        func u32(_ offset: Int) -> Int? {
+            guard let high = u16(bigEndian ? offset : offset + 2),
+                let low = u16(bigEndian ? offset + 2 : offset)
+            else { return nil }
+            return high << 16 | low
+        }
+        guard u16(2) == 42, let ifd = u32(4), ifd >= 8, let count = u16(ifd) else { return .up }
+        for entry in 0..<count {
+            let offset = ifd + 2 + entry * 12
+            guard let tag = u16(offset), let type = u16(offset + 2), let valueCount = u32(offset + 4) else {
+                return .up
+            }
+            guard tag == 0x0112 else { continue }
+            let value: Int?
+            switch type {
+            case 3: value = valueCount >= 1 ? u16(offset + 8) : nil  // SHORT, the type the spec requires
+            case 4: value = valueCount >= 1 ? u32(offset + 8) : nil  // LONG, written by a few tools
+            default: value = nil
+            }
+            return value.flatMap(ImageOrientation.init(rawValue:)) ?? .up
+        }
+        return .up
+    }
+}
