@@ -52,25 +52,31 @@ public enum ImageOrientation: Int, Sendable, Hashable, CaseIterable {
         // out(x, y) = in(W - 1 - y, x): the stored right column becomes the top row.
         case .rotate90CounterClockwise: (x0, dxx, dxy, y0, dyx, dyy) = (width - 1, 0, -1, 0, 1, 0)
         }
-        var output = [UInt32](repeating: 0, count: outWidth * outHeight)
+        var output = [UInt8](repeating: 0, count: outWidth * outHeight * 4)
         image.pixels.withUnsafeBytes { source in
-            output.withUnsafeMutableBufferPointer { destination in
-                var index = 0
-                for y in 0..<outHeight {
-                    var sx = x0 + y * dxy
-                    var sy = y0 + y * dyy
-                    for _ in 0..<outWidth {
-                        destination[index] = source.loadUnaligned(
-                            fromByteOffset: (sy * width + sx) * 4, as: UInt32.self)
-                        index += 1
-                        sx += dxx
-                        sy += dyx
+            output.withUnsafeMutableBytes { destination in
+                // In tiles, so that reading columns of the source stays within the cache.
+                let tile = 64
+                for tileY in stride(from: 0, to: outHeight, by: tile) {
+                    for tileX in stride(from: 0, to: outWidth, by: tile) {
+                        let endX = min(outWidth, tileX + tile)
+                        for y in tileY..<min(outHeight, tileY + tile) {
+                            var sx = x0 + tileX * dxx + y * dxy
+                            var sy = y0 + tileX * dyx + y * dyy
+                            var index = (y * outWidth + tileX) * 4
+                            for _ in tileX..<endX {
+                                let pixel = source.loadUnaligned(fromByteOffset: (sy * width + sx) * 4, as: UInt32.self)
+                                destination.storeBytes(of: pixel, toByteOffset: index, as: UInt32.self)
+                                index += 4
+                                sx += dxx
+                                sy += dyx
+                            }
+                        }
                     }
                 }
             }
         }
-        let pixels = output.withUnsafeBytes { [UInt8]($0) }
-        return RGBAImage(width: outWidth, height: outHeight, pixels: pixels)
+        return RGBAImage(width: outWidth, height: outHeight, pixels: output)
     }
 
     /// Reads the orientation from EXIF data: a TIFF structure (byte order `II` or `MM`), optionally

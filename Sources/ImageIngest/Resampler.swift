@@ -212,6 +212,8 @@ public enum Resampler {
         var premultiplied = [SIMD4<Float>](repeating: .zero, count: inWidth)
         var output = [UInt8](repeating: 0, count: outWidth * outHeight * 4)
         var nextRow = 0  // the first input row not yet filtered into the ring
+        let sums = UnsafeMutableBufferPointer<SIMD4<Float>>.allocate(capacity: outWidth)
+        defer { sums.deallocate() }
 
         image.pixels.withUnsafeBytes { source in
             horizontal.weights.withUnsafeBufferPointer { hWeights in
@@ -232,13 +234,17 @@ public enum Resampler {
                                     }
                                     let weightBase = y * vertical.stride
                                     let rowBytes = destination.baseAddress! + y * outWidth * 4
+                                    // Row by row over the window, so the inner loops run over contiguous memory.
+                                    let first = ring.baseAddress! + (start % ringSize) * outWidth
+                                    let firstWeight = vWeights[weightBase]
+                                    for x in 0..<outWidth { sums[x] = firstWeight * first[x] }
+                                    for k in 1..<count {
+                                        let source = ring.baseAddress! + ((start + k) % ringSize) * outWidth
+                                        let weight = vWeights[weightBase + k]
+                                        for x in 0..<outWidth { sums[x] += weight * source[x] }
+                                    }
                                     for x in 0..<outWidth {
-                                        var sum = SIMD4<Float>.zero
-                                        for k in 0..<count {
-                                            sum +=
-                                                vWeights[weightBase + k] * ring[((start + k) % ringSize) * outWidth + x]
-                                        }
-                                        Self.store(sum, to: rowBytes + x * 4)
+                                        Self.store(sums[x], to: rowBytes + x * 4)
                                     }
                                 }
                             }
