@@ -52,10 +52,10 @@ int ig_exif_orientation(const uint8_t *data, size_t length) {
         }
         uint32_t type = ig_tiff16(entry + 2, little);
         uint32_t components = ig_tiff32(entry + 4, little);
-        if (type != 3 || components != 1) {
-            return 1; /* SHORT, one value: anything else is not a valid orientation */
+        if ((type != 3 && type != 4) || components < 1) {
+            return 1; /* SHORT as the spec says, or LONG as a few tools write it */
         }
-        uint32_t value = ig_tiff16(entry + 8, little);
+        uint32_t value = type == 3 ? ig_tiff16(entry + 8, little) : ig_tiff32(entry + 8, little);
         return value >= 1 && value <= 8 ? (int)value : 1;
     }
     return 1;

@@ -1,3 +1,5 @@
+import CImageShim
+
 /// How a stored image must be transformed to display upright: the EXIF/TIFF `Orientation` tag (0x0112).
 ///
 /// The raw value is the tag value. Each case names the transform that ``applied(to:)`` performs on the
@@ -85,44 +87,8 @@ public enum ImageOrientation: Int, Sendable, Hashable, CaseIterable {
     /// Only IFD0 is read. Missing, malformed, truncated or out-of-range data gives ``up``; this
     /// never fails.
     public static func parseEXIF(_ tiff: [UInt8]) -> ImageOrientation {
-        let exifMarker: [UInt8] = [0x45, 0x78, 0x69, 0x66, 0, 0]
-        let base = tiff.starts(with: exifMarker) ? exifMarker.count : 0
-        let bytes = tiff[base...]
-        guard bytes.count >= 8 else { return .up }
-        let bigEndian: Bool
-        switch (bytes[base], bytes[base + 1]) {
-        case (0x49, 0x49): bigEndian = false
-        case (0x4D, 0x4D): bigEndian = true
-        default: return .up
-        }
-        // Offsets are relative to the start of the TIFF header; returns nil past the end.
-        func u16(_ offset: Int) -> Int? {
-            guard offset >= 0, offset <= bytes.count - 2 else { return nil }
-            let a = Int(bytes[base + offset])
-            let b = Int(bytes[base + offset + 1])
-            return bigEndian ? a << 8 | b : b << 8 | a
-        }
-        func u32(_ offset: Int) -> Int? {
-            guard let high = u16(bigEndian ? offset : offset + 2),
-                let low = u16(bigEndian ? offset + 2 : offset)
-            else { return nil }
-            return high << 16 | low
-        }
-        guard u16(2) == 42, let ifd = u32(4), ifd >= 8, let count = u16(ifd) else { return .up }
-        for entry in 0..<count {
-            let offset = ifd + 2 + entry * 12
-            guard let tag = u16(offset), let type = u16(offset + 2), let valueCount = u32(offset + 4) else {
-                return .up
-            }
-            guard tag == 0x0112 else { continue }
-            let value: Int?
-            switch type {
-            case 3: value = valueCount >= 1 ? u16(offset + 8) : nil  // SHORT, the type the spec requires
-            case 4: value = valueCount >= 1 ? u32(offset + 8) : nil  // LONG, written by a few tools
-            default: value = nil
-            }
-            return value.flatMap(ImageOrientation.init(rawValue:)) ?? .up
-        }
-        return .up
+        // One parser for the whole project: the decoders read orientation with the same C code.
+        let value = tiff.withUnsafeBufferPointer { ig_exif_orientation($0.baseAddress, $0.count) }
+        return ImageOrientation(rawValue: Int(value)) ?? .up
     }
 }

@@ -270,7 +270,7 @@ struct JPEGCodecTests {
         value[28] = 9
         variants.append(value)
         var type = good
-        type[22] = 4
+        type[22] = 7  // UNDEFINED: neither SHORT nor LONG
         variants.append(type)
         var order = good
         order[10] = UInt8(ascii: "X")
