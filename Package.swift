@@ -28,6 +28,9 @@ let package = Package(
         .systemLibrary(
             name: "CLibJPEG", pkgConfig: "libjpeg",
             providers: [.apt(["libjpeg-dev"])]),
+        .systemLibrary(
+            name: "CLCMS2", pkgConfig: "lcms2",
+            providers: [.apt(["liblcms2-dev"])]),
         // The only C code of the project: every setjmp and every codec hook lives here.
         .target(name: "CImageShim", dependencies: ["CLibPNG", "CLibJPEG"]),
 
@@ -47,7 +50,7 @@ let package = Package(
             name: "RedisQueue",
             dependencies: ["JobQueue", "RedisClient"],
             resources: [.copy("Scripts")]),
-        .target(name: "ImageIngest", dependencies: ["CImageShim"]),
+        .target(name: "ImageIngest", dependencies: ["CImageShim", "CLCMS2"]),
         .target(
             name: "Backends",
             dependencies: ["ImageIngest"]),

@@ -35,6 +35,8 @@ typedef struct ig_png_reader {
     int hit_end_of_data;
     uint8_t *pixels;
     png_bytep *rows;
+    uint8_t *icc;
+    size_t icc_length;
     char message[160];
 } ig_png_reader;
 
@@ -70,9 +72,44 @@ static int ig_png_classify_read(const ig_png_reader *reader) {
     return ig_png_classify(reader->message);
 }
 
+/* Metadata chunks read when the caller asks for metadata; skipped otherwise. */
+static const png_byte ig_png_metadata_chunks[] = "iCCP\0eXIf\0";
+
+/* Copies the iCCP profile and the eXIf orientation from `info` into `meta` (profile at most once). */
+static void ig_png_collect_metadata(png_structp png, png_infop info, ig_png_reader *reader, ig_image_meta *meta) {
+    png_charp name = NULL;
+    int compression = 0;
+    png_bytep profile = NULL;
+    png_uint_32 profile_length = 0;
+    if (reader->icc == NULL && png_get_iCCP(png, info, &name, &compression, &profile, &profile_length) != 0 &&
+        profile != NULL && profile_length > 0) {
+        reader->icc = malloc(profile_length);
+        if (reader->icc == NULL) {
+            png_error(png, "Out of memory for the ICC profile");
+        }
+        memcpy(reader->icc, profile, profile_length);
+        reader->icc_length = profile_length;
+    }
+    png_uint_32 exif_length = 0;
+    png_bytep exif = NULL;
+    if (png_get_eXIf_1(png, info, &exif_length, &exif) != 0 && exif != NULL) {
+        meta->orientation = (uint8_t)ig_exif_orientation(exif, exif_length);
+    }
+}
+
 int ig_png_decode_rgba(
     const uint8_t *data, size_t length, uint32_t max_width, uint32_t max_height, uint64_t max_pixels,
     ig_image_out *out, char *errbuf, size_t errlen) {
+    return ig_png_decode_rgba_meta(data, length, max_width, max_height, max_pixels, out, NULL, errbuf, errlen);
+}
+
+int ig_png_decode_rgba_meta(
+    const uint8_t *data, size_t length, uint32_t max_width, uint32_t max_height, uint64_t max_pixels,
+    ig_image_out *out, ig_image_meta *meta, char *errbuf, size_t errlen) {
+    if (meta != NULL) {
+        memset(meta, 0, sizeof(*meta));
+        meta->orientation = 1;
+    }
     if (out == NULL || data == NULL || length == 0) {
         return ig_fail(IG_ERR_INVALID_ARGUMENT, errbuf, errlen, "no PNG data");
     }
@@ -99,6 +136,10 @@ int ig_png_decode_rgba(
         png_destroy_read_struct(&png, &info, NULL);
         free(reader->rows);
         free(reader->pixels);
+        free(reader->icc);
+        if (meta != NULL) {
+            meta->orientation = 1;
+        }
         return ig_fail(code, errbuf, errlen, "invalid PNG: %s", reader->message);
     }
 
@@ -109,8 +150,15 @@ int ig_png_decode_rgba(
     png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, 0);
     png_set_keep_unknown_chunks(
         png, PNG_HANDLE_CHUNK_NEVER, ig_png_ignored_chunks, (int)(sizeof(ig_png_ignored_chunks) / 5));
+    if (meta != NULL) {
+        png_set_keep_unknown_chunks(
+            png, PNG_HANDLE_CHUNK_AS_DEFAULT, ig_png_metadata_chunks, (int)(sizeof(ig_png_metadata_chunks) / 5));
+    }
 
     png_read_info(png, info);
+    if (meta != NULL) {
+        ig_png_collect_metadata(png, info, reader, meta);
+    }
 
     png_uint_32 width = 0;
     png_uint_32 height = 0;
@@ -121,15 +169,27 @@ int ig_png_decode_rgba(
     uint64_t pixels = (uint64_t)width * (uint64_t)height;
     if (width == 0 || height == 0) {
         png_destroy_read_struct(&png, &info, NULL);
+        free(reader->icc);
+        if (meta != NULL) {
+            meta->orientation = 1;
+        }
         return ig_fail(IG_ERR_BAD_DIMENSIONS, errbuf, errlen, "PNG has a zero width or height");
     }
     if ((max_width != 0 && width > max_width) || (max_height != 0 && height > max_height) ||
         (max_pixels != 0 && pixels > max_pixels)) {
         png_destroy_read_struct(&png, &info, NULL);
+        free(reader->icc);
+        if (meta != NULL) {
+            meta->orientation = 1;
+        }
         return ig_fail(IG_ERR_TOO_MANY_PIXELS, errbuf, errlen, "PNG is %ux%u, over the limit", width, height);
     }
     if (pixels > (uint64_t)(SIZE_MAX / 4u)) {
         png_destroy_read_struct(&png, &info, NULL);
+        free(reader->icc);
+        if (meta != NULL) {
+            meta->orientation = 1;
+        }
         return ig_fail(IG_ERR_TOO_MANY_PIXELS, errbuf, errlen, "PNG is %ux%u, too large to decode", width, height);
     }
 
@@ -172,7 +232,13 @@ int ig_png_decode_rgba(
     }
     png_read_image(png, reader->rows);
     /* Reads through IEND, so CRCs and truncation after the image data are caught too. */
-    png_read_end(png, NULL);
+    png_read_end(png, meta != NULL ? info : NULL);
+    if (meta != NULL) {
+        /* An eXIf chunk may also follow the image data. */
+        ig_png_collect_metadata(png, info, reader, meta);
+        meta->icc = reader->icc;
+        meta->icc_length = reader->icc_length;
+    }
 
     png_destroy_read_struct(&png, &info, NULL);
     free(reader->rows);

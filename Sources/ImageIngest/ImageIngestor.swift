@@ -1,33 +1,64 @@
+/// How accepted images are normalized for the backend. Plain data with documented defaults.
+public struct NormalizationOptions: Sendable, Hashable {
+    /// The encoding of normalized images.
+    public enum OutputFormat: Sendable, Hashable {
+        /// PNG; alpha kept when the image has transparency.
+        case png
+        /// JPEG at `quality` (1–100) for opaque images; images with transparency stay PNG.
+        case jpeg(quality: Int)
+    }
+
+    /// The size rule of the backend. Default: longer side at most 1536, never scaled up.
+    public var fit: FitPolicy = .maxSide(1536)
+    /// Default PNG.
+    public var output: OutputFormat = .png
+
+    public init(fit: FitPolicy = .maxSide(1536), output: OutputFormat = .png) {
+        self.fit = fit
+        self.output = output
+    }
+}
+
 /// Validates and normalizes uploaded images before they reach a model backend.
 ///
 /// For each input, in order:
 /// 1. empty input is refused (``IngestError/Code/empty``);
 /// 2. input over ``IngestLimits/maxBytes`` is refused before anything else looks at it
 ///    (``IngestError/Code/tooLarge``);
-/// 3. the format is sniffed from the magic bytes; anything but PNG and JPEG is refused as
-///    ``IngestError/Code/unsupportedFormat`` naming what was found, and a mask must be a PNG;
-/// 4. the header is read and the size limits applied, so an oversized image is refused without
-///    being decoded (``IngestError/Code/tooManyPixels``, ``IngestError/Code/badDimensions``);
-/// 5. an animated PNG (APNG, an `acTL` chunk before the image data) is refused as
-///    ``IngestError/Code/animated``: models take still images, and keeping only the first frame
-///    would silently change what the user sent;
-/// 6. a PNG is decoded and re-encoded as PNG, which drops every ancillary chunk (text, EXIF, time,
-///    ICC) and validates the whole stream; the alpha channel is kept only for masks and for images
-///    that are not fully opaque;
-/// 7. a JPEG is checked up to its frame and scan headers (sample precision must be 8 bits) and
-///    passed through unchanged. Full JPEG decoding (with metadata stripping, ICC conversion and
-///    EXIF orientation) will replace this pass-through.
+/// 3. the format is sniffed from the magic bytes, never the name or content type; anything but
+///    PNG and JPEG is refused as ``IngestError/Code/unsupportedFormat`` naming what was found, and a
+///    mask must be a PNG;
+/// 4. the header is read and the size limits applied, so an oversized image is refused without a
+///    pixel being decoded (``IngestError/Code/tooManyPixels``, ``IngestError/Code/badDimensions``);
+///    a JPEG with more scans than ``IngestLimits/maxScans`` is refused before decoding
+///    (``IngestError/Code/tooManyScans``), and so is a 12-bit JPEG;
+/// 5. an animated PNG (APNG) is refused as ``IngestError/Code/animated``: models take still
+///    images, and keeping only the first frame would silently change what the user sent;
+/// 6. the image is decoded to 8-bit RGBA — palette, gray, 16-bit, interlaced PNGs and gray, CMYK
+///    and YCCK JPEGs alike — a JPEG at least twice the target size is shrunk while decoding
+///    (libjpeg's DCT scaling); damage (bad CRC, truncation, corrupt data) is refused;
+/// 7. an embedded ICC profile is converted to sRGB (untagged means sRGB already);
+/// 8. the EXIF orientation (JPEG APP1 or PNG `eXIf`) is applied;
+/// 9. the image is resized to the backend's ``NormalizationOptions/fit`` with a Lanczos-3 filter
+///    on premultiplied alpha (never scaled up);
+/// 10. it is encoded anew, which drops every piece of metadata: EXIF (and GPS), XMP, IPTC,
+///    comments, text chunks and the ICC profile.
 ///
-/// The codec work runs on the ingestor's own ``BlockingThreadPool``, never on Swift's cooperative
-/// pool. Copies of an ingestor share that pool.
+/// Trailing bytes after a JPEG's end marker or a PNG's `IEND` are ignored (they are never part of
+/// the output). The codec work runs on the ingestor's own ``BlockingThreadPool``, never on Swift's
+/// cooperative pool; its thread count also bounds how many images are decoded at once.
 public struct ImageIngestor: Sendable {
     /// The limits applied to every input.
     public let limits: IngestLimits
+    /// How accepted images are normalized.
+    public let normalization: NormalizationOptions
     private let pool: BlockingThreadPool
 
-    /// Creates an ingestor with `threads` codec threads (at least one).
-    public init(limits: IngestLimits = .init(), threads: Int = 2) {
+    /// Creates an ingestor with `threads` codec threads (at least one): at most that many images
+    /// are decoded at once, whatever the number of jobs.
+    public init(limits: IngestLimits = .init(), normalization: NormalizationOptions = .init(), threads: Int = 2) {
         self.limits = limits
+        self.normalization = normalization
         self.pool = BlockingThreadPool(threads: threads)
     }
 
@@ -37,6 +68,7 @@ public struct ImageIngestor: Sendable {
     ///   is canceled before the codec work starts.
     public func ingest(_ bytes: [UInt8], role: IngestRole) async throws -> IngestedImage {
         let limits = self.limits
+        let normalization = self.normalization
         guard !bytes.isEmpty else {
             throw IngestError(.empty, "the \(role.rawValue) is empty")
         }
@@ -53,7 +85,7 @@ public struct ImageIngestor: Sendable {
             throw IngestError(.unsupportedFormat, "the mask is \(format.rawValue.uppercased()); a mask must be a PNG")
         }
         return try await pool.run {
-            try Self.normalize(bytes, role: role, limits: limits)
+            try Self.normalize(bytes, role: role, limits: limits, normalization: normalization)
         }
     }
 
@@ -67,31 +99,56 @@ public struct ImageIngestor: Sendable {
     }
 
     /// The synchronous part of ``ingest(_:role:)``; runs on the pool.
-    static func normalize(_ bytes: [UInt8], role: IngestRole, limits: IngestLimits) throws -> IngestedImage {
+    static func normalize(
+        _ bytes: [UInt8], role: IngestRole, limits: IngestLimits, normalization: NormalizationOptions
+    ) throws -> IngestedImage {
         let header = try ImageHeader(reading: bytes)
         try limits.check(width: header.width, height: header.height)
+        let decoded: DecodedImage
         switch header.format {
         case .png:
             guard !header.isAnimated else {
                 throw IngestError(.animated, "animated PNGs are not supported; upload a still image")
             }
-            let image = try PNGCodec.decode(bytes, limits: limits)
-            let keepAlpha = role == .mask || !image.isOpaque
-            let encoded = try PNGCodec.encode(image, keepAlpha: keepAlpha)
-            return IngestedImage(
-                format: "png", width: image.width, height: image.height, bytes: encoded,
-                originalByteCount: bytes.count)
+            decoded = try PNGCodec.decodeWithMetadata(bytes, limits: limits)
         case .jpeg:
             guard header.bitDepth == 8 else {
                 throw IngestError(
                     .unsupportedFormat, "\(header.bitDepth)-bit JPEGs are not supported; use an 8-bit JPEG or a PNG")
             }
-            try JPEGHeader.validate(bytes)
-            return IngestedImage(
-                format: "jpeg", width: header.width, height: header.height, bytes: bytes,
-                originalByteCount: bytes.count)
+            // The orientation is known only after decoding: shrink no further than either
+            // orientation's target allows.
+            let upright = normalization.fit.targetSize(width: header.width, height: header.height)
+            let turned = normalization.fit.targetSize(width: header.height, height: header.width)
+            decoded = try JPEGCodec.decode(
+                bytes, limits: limits, targetWidth: max(upright.width, turned.height),
+                targetHeight: max(upright.height, turned.width))
         default:
             throw IngestError(.unsupportedFormat, "\(header.format.rawValue) images are not supported")
         }
+
+        var image = decoded.image
+        // CMYK pixels were already converted to RGB while decoding; their CMYK profile no longer applies.
+        if let profile = decoded.iccProfile, !decoded.isCMYK {
+            image = try ColorConverter.toSRGB(image, iccProfile: profile)
+        }
+        if let orientation = ImageOrientation(rawValue: decoded.orientation), orientation != .up {
+            image = orientation.applied(to: image)
+        }
+        image = try Resampler.resize(image, fitting: normalization.fit)
+
+        let keepAlpha = role == .mask || !image.isOpaque
+        let format: String
+        let encoded: [UInt8]
+        switch normalization.output {
+        case .jpeg(let quality) where !keepAlpha:
+            format = "jpeg"
+            encoded = try JPEGCodec.encode(image, quality: quality)
+        case .png, .jpeg:
+            format = "png"
+            encoded = try PNGCodec.encode(image, keepAlpha: keepAlpha)
+        }
+        return IngestedImage(
+            format: format, width: image.width, height: image.height, bytes: encoded, originalByteCount: bytes.count)
     }
 }

@@ -23,6 +23,9 @@ public struct IngestError: Error, Sendable, Equatable, CustomStringConvertible {
         case maskMismatch = "mask_mismatch"
         /// No bytes at all.
         case empty
+        /// A JPEG declares more scans than ``IngestLimits/maxScans`` allows; it is refused before
+        /// any scan is decoded.
+        case tooManyScans = "too_many_scans"
     }
 
     /// What was wrong.

@@ -11,16 +11,22 @@ public struct IngestLimits: Sendable, Equatable {
     public var maxHeight: Int
     /// The most pixels (width × height) accepted. Default 40,000,000 (160 MB as RGBA8).
     public var maxPixels: Int
+    /// The most scans (SOS markers) a JPEG may contain. Default 64.
+    ///
+    /// A progressive JPEG is decoded in one pass over the whole image per scan, and a stream can
+    /// repeat scans thousands of times; the scans are counted before any of them is decoded.
+    public var maxScans: Int
 
     /// Creates limits; every argument defaults to the documented default.
     public init(
         maxBytes: Int = 50_000_000, maxWidth: Int = 16_384, maxHeight: Int = 16_384,
-        maxPixels: Int = 40_000_000
+        maxPixels: Int = 40_000_000, maxScans: Int = 64
     ) {
         self.maxBytes = maxBytes
         self.maxWidth = maxWidth
         self.maxHeight = maxHeight
         self.maxPixels = maxPixels
+        self.maxScans = maxScans
     }
 }
 

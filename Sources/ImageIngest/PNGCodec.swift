@@ -11,33 +11,63 @@ public enum PNGCodec {
     /// becomes alpha, 16-bit samples are reduced to 8 bits and gamma-tagged images are converted to
     /// sRGB. The header is checked against `limits` before any pixel memory is allocated. Critical
     /// chunks with a bad CRC, missing image data and invalid headers are errors. Ancillary chunks
-    /// (text, EXIF, ICC, time) are ignored and do not survive a decode/encode round trip.
+    /// (text, EXIF, ICC, time) are ignored and do not survive a decode/encode round trip; use
+    /// ``decodeWithMetadata(_:limits:)`` to read the ICC profile and EXIF orientation.
     ///
     /// - Throws: ``IngestError`` (``IngestError/Code/corrupt``, ``IngestError/Code/truncated``,
     ///   ``IngestError/Code/tooManyPixels``, ``IngestError/Code/badDimensions``,
     ///   ``IngestError/Code/tooLarge``, ``IngestError/Code/empty``).
     public static func decode(_ bytes: [UInt8], limits: IngestLimits = .init()) throws -> RGBAImage {
+        try decode(bytes, limits: limits, metadata: false).image
+    }
+
+    /// Decodes a PNG to 8-bit RGBA like ``decode(_:limits:)`` (the pixels are identical), and also
+    /// returns the `iCCP` profile and the orientation of an `eXIf` chunk.
+    ///
+    /// The orientation is not applied and the profile is not used to convert the pixels.
+    /// ``DecodedImage/isCMYK`` is always `false`.
+    ///
+    /// - Throws: the errors of ``decode(_:limits:)``.
+    public static func decodeWithMetadata(_ bytes: [UInt8], limits: IngestLimits = .init()) throws -> DecodedImage {
+        try decode(bytes, limits: limits, metadata: true)
+    }
+
+    private static func decode(_ bytes: [UInt8], limits: IngestLimits, metadata: Bool) throws -> DecodedImage {
         guard !bytes.isEmpty else { throw IngestError(.empty, "no PNG data") }
         guard bytes.count <= limits.maxBytes else {
             throw IngestError(.tooLarge, "the PNG is \(bytes.count) bytes; the limit is \(limits.maxBytes)")
         }
         let bounds = limits.shimValues
         var output = ig_image_out()
+        var meta = ig_image_meta()
         let result = IngestError.callShim { errbuf, errlen in
             bytes.withUnsafeBufferPointer { input in
-                ig_png_decode_rgba(
-                    input.baseAddress, input.count, bounds.width, bounds.height, bounds.pixels, &output,
-                    errbuf, errlen)
+                if metadata {
+                    ig_png_decode_rgba_meta(
+                        input.baseAddress, input.count, bounds.width, bounds.height, bounds.pixels, &output,
+                        &meta, errbuf, errlen)
+                } else {
+                    ig_png_decode_rgba(
+                        input.baseAddress, input.count, bounds.width, bounds.height, bounds.pixels, &output,
+                        errbuf, errlen)
+                }
             }
         }
-        guard result.code == IG_OK.rawValue, let pixels = output.pixels else {
+        defer {
             ig_free(output.pixels)
+            ig_free(meta.icc)
+        }
+        guard result.code == IG_OK.rawValue, let pixels = output.pixels else {
             throw IngestError(shimCode: result.code, message: result.message)
         }
-        defer { ig_free(pixels) }
-        return RGBAImage(
-            width: Int(output.width), height: Int(output.height),
-            pixels: Array(UnsafeBufferPointer(start: pixels, count: output.length)))
+        let width = Int(output.width)
+        let height = Int(output.height)
+        return DecodedImage(
+            image: RGBAImage(
+                width: width, height: height, pixels: Array(UnsafeBufferPointer(start: pixels, count: output.length))),
+            orientation: metadata ? Int(meta.orientation) : 1,
+            iccProfile: meta.icc.map { Array(UnsafeBufferPointer(start: $0, count: meta.icc_length)) },
+            isCMYK: false, sourceWidth: width, sourceHeight: height)
     }
 
     /// Encodes an image as an 8-bit PNG with no metadata.

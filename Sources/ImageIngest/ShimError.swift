@@ -10,6 +10,7 @@ extension IngestError {
         case IG_ERR_BAD_DIMENSIONS.rawValue: code = .badDimensions
         case IG_ERR_OUT_OF_MEMORY.rawValue: code = .tooLarge
         case IG_ERR_UNSUPPORTED.rawValue: code = .unsupportedFormat
+        case IG_ERR_TOO_MANY_SCANS.rawValue: code = .tooManyScans
         default: code = .corrupt
         }
         self.init(code, message)

@@ -31,13 +31,15 @@ struct JPEGProbeTests {
         }
     }
 
-    @Test("8-bit JPEGs pass through", arguments: ["testorig.jpg", "testimgint.jpg", "testimgari.jpg"])
-    func passesThrough(_ name: String) async throws {
+    @Test(
+        "8-bit JPEGs are decoded and normalized to PNG",
+        arguments: ["testorig.jpg", "testimgint.jpg", "testimgari.jpg"])
+    func normalizesToPNG(_ name: String) async throws {
         let bytes = try Corpus.bytes(Corpus.jpeg.appendingPathComponent(name))
         let ingested = try await ImageIngestor().ingest(bytes, role: .image)
-        #expect(ingested.format == "jpeg")
+        #expect(ingested.format == "png")
         #expect(ingested.width == 227 && ingested.height == 149)
-        #expect(ingested.bytes == bytes)
+        #expect(try PNGCodec.decode(ingested.bytes).width == 227)
         #expect(ingested.originalByteCount == bytes.count)
     }
 

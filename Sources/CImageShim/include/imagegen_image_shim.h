@@ -35,7 +35,9 @@ typedef enum ig_error_code {
     /* A valid image using a feature this build cannot handle (e.g. 12-bit JPEG). */
     IG_ERR_UNSUPPORTED = 6,
     /* A caller error (NULL pointer, zero size). */
-    IG_ERR_INVALID_ARGUMENT = 7
+    IG_ERR_INVALID_ARGUMENT = 7,
+    /* A JPEG declares more scans (SOS markers) than the caller allows. */
+    IG_ERR_TOO_MANY_SCANS = 8
 } ig_error_code;
 
 /* A decoded image: `width * height` RGBA8 pixels, rows top to bottom, no padding. */
@@ -114,6 +116,93 @@ int ig_jpeg_probe(const uint8_t *data, size_t length, ig_probe *out);
  * cannot decode, IG_ERR_TRUNCATED when the data ends inside the headers, IG_ERR_CORRUPT otherwise.
  */
 int ig_jpeg_read_header(const uint8_t *data, size_t length, ig_probe *out, char *errbuf, size_t errlen);
+
+/* Metadata returned next to decoded pixels. */
+typedef struct ig_image_meta {
+    /* The embedded ICC profile, or NULL. malloc'd; release with ig_free. */
+    uint8_t *icc;
+    size_t icc_length;
+    /* EXIF orientation 1-8; 1 when there is no EXIF data or it is unreadable. */
+    uint8_t orientation;
+    /* JPEG: the source was CMYK or YCCK (so `icc`, if any, is a CMYK profile). 0 for PNG. */
+    uint8_t is_cmyk;
+} ig_image_meta;
+
+/*
+ * Same as ig_png_decode_rgba, and fills `meta` (which may be NULL) with the iCCP profile and the
+ * orientation of an eXIf chunk. Pixels are identical to those of ig_png_decode_rgba. On failure
+ * nothing is left allocated in `out` or `meta`.
+ */
+int ig_png_decode_rgba_meta(
+    const uint8_t *data, size_t length, uint32_t max_width, uint32_t max_height, uint64_t max_pixels,
+    ig_image_out *out, ig_image_meta *meta, char *errbuf, size_t errlen);
+
+/* Limits and shrink-on-load request for ig_jpeg_decode. Zero-initialise, then set what you need. */
+typedef struct ig_jpeg_options {
+    /* Size limits on the source image, checked after the headers, before any scan is decoded; 0 = none. */
+    uint32_t max_width;
+    uint32_t max_height;
+    uint64_t max_pixels;
+    /* Most SOS markers allowed, counted by walking the markers before decoding; 0 = 64. */
+    uint32_t max_scans;
+    /* libjpeg working-memory cap in bytes (cinfo.mem->max_memory_to_use); 0 = 512 MB. */
+    uint64_t max_memory;
+    /*
+     * Shrink-on-load: the decoder's DCT scaling (1/8 to 8/8) picks the smallest output that is
+     * still at least this wide and tall. 0 leaves that dimension unconstrained; both 0 = full size.
+     */
+    uint32_t target_width;
+    uint32_t target_height;
+} ig_jpeg_options;
+
+/* A decoded JPEG: `width * height` RGB8 pixels, rows top to bottom, no padding. */
+typedef struct ig_jpeg_out {
+    uint8_t *pixels; /* malloc'd; release with ig_free */
+    size_t length;   /* width * height * 3 */
+    uint32_t width;  /* after shrink-on-load */
+    uint32_t height;
+    uint32_t source_width; /* as declared by the frame header */
+    uint32_t source_height;
+    ig_image_meta meta;
+} ig_jpeg_out;
+
+/*
+ * Decodes an 8-bit JPEG (baseline, extended, progressive, Huffman or arithmetic) to RGB8. Grey,
+ * YCbCr and RGB are converted by libjpeg; CMYK and YCCK are converted here (Adobe-inverted when the
+ * stream has an Adobe APP14 marker). Also returns the EXIF orientation (APP1) and the ICC profile
+ * (APP2 ICC_PROFILE). Nothing is printed; libjpeg warnings that mean damaged data are errors.
+ *
+ * Returns IG_ERR_TOO_MANY_SCANS before decoding when the marker walk finds more than max_scans
+ * scans, IG_ERR_TOO_MANY_PIXELS / IG_ERR_BAD_DIMENSIONS for the size limits, IG_ERR_UNSUPPORTED for
+ * a precision other than 8 bits or an unknown colour space, IG_ERR_TRUNCATED when the data ends
+ * early, IG_ERR_OUT_OF_MEMORY when the memory cap is hit and IG_ERR_CORRUPT otherwise. On failure
+ * nothing is left allocated in `out`. `opts` may be NULL (defaults).
+ */
+int ig_jpeg_decode(
+    const uint8_t *data, size_t length, const ig_jpeg_options *opts, ig_jpeg_out *out, char *errbuf,
+    size_t errlen);
+
+/*
+ * Encodes `width * height` RGB8 pixels as a baseline JPEG (4:2:0, optimized Huffman tables,
+ * quality 1-100, clamped). Writes a JFIF header and no other metadata.
+ */
+int ig_jpeg_encode_rgb(
+    const uint8_t *rgb, uint32_t width, uint32_t height, int quality, ig_buffer *out, char *errbuf,
+    size_t errlen);
+
+/*
+ * Converts `pixel_count` CMYK8 pixels to RGB8. `inverted` != 0 for Adobe-style data, where 0 means
+ * full ink (R = C * K / 255); otherwise 255 means full ink (R = (255 - C) * (255 - K) / 255).
+ * `cmyk` and `rgb` must not overlap.
+ */
+void ig_cmyk_to_rgb(const uint8_t *cmyk, uint8_t *rgb, size_t pixel_count, int inverted);
+
+/*
+ * Reads the orientation tag (0x0112) of IFD0 of an EXIF TIFF structure ("II*\0" or "MM\0*"
+ * header; a leading "Exif\0\0" is skipped). Returns 1-8, or 1 when the tag is missing, out of
+ * range or any offset points outside the data.
+ */
+int ig_exif_orientation(const uint8_t *data, size_t length);
 
 #ifdef __cplusplus
 }
