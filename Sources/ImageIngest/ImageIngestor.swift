@@ -149,6 +149,7 @@ public struct ImageIngestor: Sendable {
             encoded = try PNGCodec.encode(image, keepAlpha: keepAlpha)
         }
         return IngestedImage(
-            format: format, width: image.width, height: image.height, bytes: encoded, originalByteCount: bytes.count)
+            format: format, width: image.width, height: image.height, bytes: encoded, originalByteCount: bytes.count,
+            source: header, sourceOrientation: decoded.orientation, sourceHadICCProfile: decoded.iccProfile != nil)
     }
 }

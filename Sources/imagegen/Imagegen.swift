@@ -13,6 +13,6 @@ struct Imagegen: AsyncParsableCommand {
             """,
         subcommands: [
             WorkerCommand.self, EnqueueCommand.self, StatusCommand.self, WatchCommand.self, ResultCommand.self,
-            CancelCommand.self, StatsCommand.self, DeadLetterCommand.self, DemoCommand.self,
+            CancelCommand.self, StatsCommand.self, DeadLetterCommand.self, IngestCommand.self, DemoCommand.self,
         ])
 }

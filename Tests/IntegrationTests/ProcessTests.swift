@@ -126,6 +126,32 @@ struct ProcessTests {
         }
     }
 
+    @Test("imagegen ingest: a verdict per file, codes for refusals, exit 1 when any is refused")
+    func ingestCommand() async throws {
+        let corpus = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/corpus/jpeg")
+        let photo = packageRoot.appendingPathComponent("samples/photo.png").path
+        let process = Process()
+        process.executableURL = packageRoot.appendingPathComponent(".build/debug/imagegen")
+        process.arguments = [
+            "ingest", "--json", "--fit", "100x100", photo, corpus.appendingPathComponent("shira_bird8.bmp").path,
+        ]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 1)
+        let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+        #expect(lines.count == 2)
+        #expect(lines.first?["verdict"] as? String == "accepted")
+        let normalized = lines.first?["normalized"] as? [String: Any]
+        #expect(normalized?["width"] as? Int == 100)
+        #expect(lines.last?["verdict"] as? String == "refused")
+        #expect(lines.last?["code"] as? String == "unsupported_format")
+    }
+
     @Test("the Python client enqueues (idempotently) and a Swift worker completes its jobs")
     func pythonClient() async throws {
         let fixture = try await QueueFixture()
