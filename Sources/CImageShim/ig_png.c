@@ -147,6 +147,10 @@ int ig_png_decode_rgba_meta(
     png_set_crc_action(png, PNG_CRC_ERROR_QUIT, PNG_CRC_ERROR_QUIT);
     /* The caller's limits are applied below, with a precise error; libpng's own would say "corrupt". */
     png_set_user_limits(png, PNG_UINT_31_MAX, PNG_UINT_31_MAX);
+    /* Bounds on what ancillary chunks may cost: memory per chunk (a compressed iCCP or zTXt can
+       expand enormously) and how many ancillary chunks are kept at all. */
+    png_set_chunk_malloc_max(png, 16 * 1024 * 1024);
+    png_set_chunk_cache_max(png, 128);
     png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, 0);
     png_set_keep_unknown_chunks(
         png, PNG_HANDLE_CHUNK_NEVER, ig_png_ignored_chunks, (int)(sizeof(ig_png_ignored_chunks) / 5));

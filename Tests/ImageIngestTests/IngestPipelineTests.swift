@@ -84,6 +84,17 @@ struct IngestPipelineTests {
         #expect(!fromJPEG.bytes.contains(sequence: Array("shot at home".utf8)))
     }
 
+    @Test("trailing bytes after the image's end are ignored and never reach the output")
+    func trailingData() async throws {
+        let junk = Array("TRAILING-SECRET".utf8) + [UInt8](repeating: 0x5A, count: 1000)
+        let image = testPattern(width: 24, height: 16, alpha: false)
+        for input in [try PNGCodec.encode(image, keepAlpha: false), try JPEGCodec.encode(image, quality: 90)] {
+            let ingested = try await ImageIngestor().ingest(input + junk, role: .image)
+            #expect(ingested.width == 24 && ingested.height == 16)
+            #expect(!ingested.bytes.contains(sequence: Array("TRAILING-SECRET".utf8)))
+        }
+    }
+
     @Test("an embedded ICC profile is converted to sRGB")
     func iccIsConverted() async throws {
         var pixels: [UInt8] = []
