@@ -81,9 +81,21 @@ struct WorkerOptions: ParsableArguments {
     var storeDir: String = "imagegen-blobs"
     @Flag(help: "Do not publish progress events (fewer Redis calls per job).")
     var noProgress = false
+    @Option(help: "Largest upload in bytes. Default 50000000.")
+    var maxUploadBytes: Int = IngestLimits().maxBytes
+    @Option(help: "Most pixels of an upload (width × height). Default 40000000.")
+    var maxUploadPixels: Int = IngestLimits().maxPixels
+    @Option(help: "Uploads are fitted so their longer side is at most this before reaching the backend. Default 1536.")
+    var maxSide: Int = 1536
+    @Option(help: "Threads decoding uploads: also the most images decoded at once. Default 2.")
+    var ingestThreads: Int = 2
 
     func validate() throws {
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
+        guard maxUploadBytes > 0, maxUploadPixels > 0, maxSide > 0, ingestThreads > 0 else {
+            throw ValidationError(
+                "--max-upload-bytes, --max-upload-pixels, --max-side and --ingest-threads must be positive")
+        }
         guard backend == "simulated" else { throw ValidationError("--backend: only 'simulated' is available") }
         guard store == "redis" || store == "file" else { throw ValidationError("--store: redis or file") }
         guard (0...1).contains(simFailureRate), (0...1).contains(simRateLimitRate), (0...1).contains(simModerationRate),
@@ -100,6 +112,14 @@ struct WorkerOptions: ParsableArguments {
         configuration.reportProgress = !noProgress
         configuration.userHashSalt = ProcessInfo.processInfo.environment["IMAGEGEN_USER_HASH_SALT"] ?? ""
         return configuration
+    }
+
+    func makeIngestor() -> ImageIngestor {
+        var limits = IngestLimits()
+        limits.maxBytes = maxUploadBytes
+        limits.maxPixels = maxUploadPixels
+        return ImageIngestor(
+            limits: limits, normalization: NormalizationOptions(fit: .maxSide(maxSide)), threads: ingestThreads)
     }
 
     func makeBackend() -> any ImageModelBackend {
@@ -145,7 +165,7 @@ struct WorkerCommand: AsyncParsableCommand {
         let blobs: any BlobStore =
             worker.store == "file" ? try FileBlobStore(directory: URL(fileURLWithPath: worker.storeDir)) : redisBlobs
         let service = WorkerService(
-            configuration: configuration, queue: queue, backend: worker.makeBackend(), ingestor: ImageIngestor(),
+            configuration: configuration, queue: queue, backend: worker.makeBackend(), ingestor: worker.makeIngestor(),
             blobs: blobs, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
