@@ -23,6 +23,12 @@ public struct QueueSettings: Sendable, Equatable {
     public var globalInFlightCap: Int = 0
     /// A worker without a heartbeat for this long is dead and its jobs come back. Default 15 s.
     public var workerTimeout: Duration = .seconds(15)
+    /// Backend calls admitted per minute across all workers (0: no budget). Default 0.
+    public var requestsPerMinute: Int = 0
+    /// Images admitted per minute across all workers; a job costs its `n` (0: no budget). Default 0.
+    public var imagesPerMinute: Int = 0
+    /// Calls that may start back to back before the per-minute budgets space them out. Default 4.
+    public var burst: Int = 4
     /// Weights of the tiers in weighted round robin. Default pro 6, standard 3, free 1.
     public var weights: [JobSpec.Tier: Int] = [.pro: 6, .standard: 3, .free: 1]
 
@@ -41,6 +47,9 @@ public struct QueueSettings: Sendable, Equatable {
             ("user_inflight_cap", Int64(userInFlightCap)),
             ("global_inflight_cap", Int64(globalInFlightCap)),
             ("worker_timeout_ms", workerTimeout.milliseconds),
+            ("requests_per_minute", Int64(requestsPerMinute)),
+            ("images_per_minute", Int64(imagesPerMinute)),
+            ("burst", Int64(burst)),
         ]
         for tier in JobSpec.Tier.allCases {
             pairs.append(("weight_\(tier.rawValue)", Int64(max(1, weights[tier] ?? 1))))
@@ -64,6 +73,9 @@ extension QueueSettings {
         if let v = value("user_inflight_cap") { userInFlightCap = Int(v) }
         if let v = value("global_inflight_cap") { globalInFlightCap = Int(v) }
         if let v = value("worker_timeout_ms") { workerTimeout = .milliseconds(v) }
+        if let v = value("requests_per_minute") { requestsPerMinute = Int(v) }
+        if let v = value("images_per_minute") { imagesPerMinute = Int(v) }
+        if let v = value("burst") { burst = Int(v) }
         for tier in JobSpec.Tier.allCases {
             if let v = value("weight_\(tier.rawValue)") { weights[tier] = Int(v) }
         }

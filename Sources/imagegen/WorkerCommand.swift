@@ -28,12 +28,19 @@ struct QueueSettingsOptions: ParsableArguments {
     var workerTimeoutSeconds: Double?
     @Option(help: "Tier weights as pro=6,standard=3,free=1 (queue-wide).")
     var tierWeights: String?
+    @Option(help: "Backend calls per minute across all workers, 0 for no budget (queue-wide). Default 0.")
+    var requestsPerMinute: Int?
+    @Option(help: "Images per minute across all workers, 0 for no budget (queue-wide). Default 0.")
+    var imagesPerMinute: Int?
+    @Option(help: "Calls that may start back to back under the per-minute budgets (queue-wide). Default 4.")
+    var burst: Int?
 
     /// The settings to write, or nil when no flag was given.
     func settings(reading current: [String: String]) throws -> QueueSettings? {
         guard
             retentionDays != nil || userInFlightCap != nil || globalInFlightCap != nil || maxAttempts != nil
                 || maxRecoveries != nil || leaseSeconds != nil || workerTimeoutSeconds != nil || tierWeights != nil
+                || requestsPerMinute != nil || imagesPerMinute != nil || burst != nil
         else { return nil }
         var settings = QueueSettings(current: current)
         if let retentionDays { settings.retention = .milliseconds(Int64(retentionDays * 86_400_000)) }
@@ -43,6 +50,9 @@ struct QueueSettingsOptions: ParsableArguments {
         if let maxRecoveries { settings.maxRecoveries = maxRecoveries }
         if let leaseSeconds { settings.lease = .milliseconds(Int64(leaseSeconds * 1000)) }
         if let workerTimeoutSeconds { settings.workerTimeout = .milliseconds(Int64(workerTimeoutSeconds * 1000)) }
+        if let requestsPerMinute { settings.requestsPerMinute = requestsPerMinute }
+        if let imagesPerMinute { settings.imagesPerMinute = imagesPerMinute }
+        if let burst { settings.burst = burst }
         if let tierWeights {
             for pair in tierWeights.split(separator: ",") {
                 let parts = pair.split(separator: "=")

@@ -110,23 +110,24 @@ struct IngestPipelineTests {
 
     @Test("images are fitted to the backend's size, never scaled up; big JPEGs shrink while decoding")
     func fitting() async throws {
-        let big = try PNGCodec.encode(testPattern(width: 1800, height: 1200, alpha: false), keepAlpha: false)
-        let fitted = try await ImageIngestor().ingest(big, role: .image)
-        #expect(fitted.width == 1536 && fitted.height == 1024)
+        let big = try PNGCodec.encode(testPattern(width: 1200, height: 800, alpha: false), keepAlpha: false)
+        let fitted = try await ImageIngestor(normalization: NormalizationOptions(fit: .maxSide(600))).ingest(
+            big, role: .image)
+        #expect(fitted.width == 600 && fitted.height == 400)
 
         let small = try PNGCodec.encode(testPattern(width: 300, height: 200, alpha: false), keepAlpha: false)
         #expect(try await ImageIngestor().ingest(small, role: .image).width == 300)
 
-        let photo = try JPEGCodec.encode(testPattern(width: 2400, height: 1800, alpha: false), quality: 80)
-        let ingestor = ImageIngestor(normalization: NormalizationOptions(fit: .maxSide(500)))
+        let photo = try JPEGCodec.encode(testPattern(width: 1600, height: 1200, alpha: false), quality: 80)
+        let ingestor = ImageIngestor(normalization: NormalizationOptions(fit: .maxSide(300)))
         let shrunk = try await ingestor.ingest(photo, role: .image)
-        #expect(shrunk.width == 500 && shrunk.height == 375)
+        #expect(shrunk.width == 300 && shrunk.height == 225)
 
         let sizes = ImageIngestor(
             normalization: NormalizationOptions(
-                fit: .allowedSizes([.init(width: 1024, height: 1024), .init(width: 1536, height: 1024)])))
+                fit: .allowedSizes([.init(width: 512, height: 512), .init(width: 768, height: 512)])))
         let landscape = try await sizes.ingest(big, role: .image)
-        #expect(landscape.width == 1536 && landscape.height == 1024)
+        #expect(landscape.width == 768 && landscape.height == 512)
     }
 
     @Test("JPEG output for opaque images, PNG for transparent ones")

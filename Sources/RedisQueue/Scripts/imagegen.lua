@@ -23,6 +23,7 @@
 --   P:active             ZSET   job id -> lease deadline (ms)
 --   P:delayed            ZSET   job id -> due time (ms)
 --   P:workers            ZSET   worker id -> last heartbeat (ms)
+--   P:gcra               HASH   backend budgets: theoretical arrival time (ms) of requests and images
 --   P:dead               ZSET   job id -> time it died (ms), capped
 --   P:events             STREAM lifecycle events, trimmed by age
 --   P:wake               LIST   wake-up tokens for workers blocked in BLPOP
@@ -34,7 +35,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 1
+local REVISION = 2
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -51,6 +52,9 @@ local DEFAULTS = {
   user_inflight_cap = 4,
   global_inflight_cap = 0,
   worker_timeout_ms = 15000,
+  requests_per_minute = 0,
+  images_per_minute = 0,
+  burst = 4,
   wake_max = 1024,
   weight_pro = 6,
   weight_standard = 3,
@@ -249,7 +253,7 @@ local function enqueue(keys, args)
   local jk = P .. ':job:' .. id
   local state = delay > 0 and 'delayed' or 'queued'
   redis.call('HSET', jk, 'id', id, 'spec', json, 'user', spec.user, 'tier', spec.tier, 'kind', spec.kind,
-    'state', state, 'attempts', 0, 'recoveries', 0, 'max_attempts', c.max_attempts,
+    'state', state, 'attempts', 0, 'recoveries', 0, 'max_attempts', c.max_attempts, 'cost', spec.n or 1,
     'created_ms', now, 'updated_ms', now, 'idem', idem)
   touch(P, c, jk)
   if idem ~= '' then redis.call('SET', P .. ':idem:' .. idem, id, 'PX', c.retention_ms) end
@@ -286,7 +290,31 @@ local function pick_tier(P, c, eligible)
   return best
 end
 
--- Takes the next job of `tier`, fairly across its users. Returns the job id or nil.
+-- Global backend admission (GCRA on the server clock): requests per minute, and images per minute
+-- where a job costs its image count. `burst` calls may go back to back. Returns true and records
+-- the spend, or false and how many ms until the job would be admitted.
+local function admit(P, c, now, cost)
+  local budgets = {}
+  if c.requests_per_minute > 0 then budgets[#budgets + 1] = { 'requests', 60000 / c.requests_per_minute, 1 } end
+  if c.images_per_minute > 0 then budgets[#budgets + 1] = { 'images', 60000 / c.images_per_minute, cost } end
+  local wait = 0
+  local next_tat = {}
+  for i, budget in ipairs(budgets) do
+    local interval = budget[2]
+    local tat = math.max(now, tonumber(redis.call('HGET', P .. ':gcra', budget[1]) or '0'))
+    local tolerance = (math.max(1, c.burst) - 1) * interval
+    if tat - now > tolerance then wait = math.max(wait, tat - now - tolerance) end
+    next_tat[i] = tat + budget[3] * interval
+  end
+  if wait > 0 then return false, math.ceil(wait) end
+  for i, budget in ipairs(budgets) do
+    redis.call('HSET', P .. ':gcra', budget[1], string.format('%.3f', next_tat[i]))
+  end
+  return true, 0
+end
+
+-- Takes the next job of `tier`, fairly across its users, if the backend budgets admit it.
+-- Returns the job id and user; or nil; or nil, ms to wait when a budget said not yet.
 local function take_from_tier(P, c, now, tier)
   local ring = P .. ':t:' .. tier .. ':ring'
   local parked = P .. ':t:' .. tier .. ':parked'
@@ -307,6 +335,11 @@ local function take_from_tier(P, c, now, tier)
       else
         local member = first[1]
         local id = string.sub(member, #user + 2)
+        local job = redis.call('HMGET', P .. ':job:' .. id, 'state', 'cost')
+        if job[1] == 'queued' then
+          local admitted, wait = admit(P, c, now, tonumber(job[2] or '1') or 1)
+          if not admitted then return nil, wait end
+        end
         redis.call('ZREM', jobs, member)
         -- The user goes to the back of the ring, or leaves it when it has nothing more queued.
         if redis.call('ZLEXCOUNT', jobs, '[' .. user .. '\t', '(' .. user .. '\t\255') > 0 then
@@ -314,8 +347,7 @@ local function take_from_tier(P, c, now, tier)
         else
           redis.call('ZREM', ring, user)
         end
-        local state = redis.call('HGET', P .. ':job:' .. id, 'state')
-        if state == 'queued' then return id, user end
+        if job[1] == 'queued' then return id, user end
         -- An expired or otherwise settled job: skip it.
       end
     end
@@ -325,7 +357,8 @@ end
 
 -- claim: ARGV = worker id, how many jobs at most
 -- Reply: { wait hint ms, then for each job: id, token, attempt, recoveries, spec JSON }
---   The wait hint says when a delayed job or a lease falls due (-1: nothing pending).
+--   The wait hint says when a delayed job or a lease falls due, or when the backend budgets admit
+--   the next job (-1: nothing pending).
 local function claim(keys, args)
   local P = keys[1]
   local c = config(P)
@@ -344,11 +377,16 @@ local function claim(keys, args)
     eligible[tier] = redis.call('ZCARD', P .. ':t:' .. tier .. ':ring') > 0
   end
   local claimed = 0
+  local admission_wait = nil
   while claimed < want do
     local tier = pick_tier(P, c, eligible)
     if tier == nil then break end
     local id, user = take_from_tier(P, c, now, tier)
-    if id == nil then
+    if id == nil and user ~= nil then
+      -- A backend budget is spent: nothing more this call, whatever the tier.
+      admission_wait = user
+      break
+    elseif id == nil then
       eligible[tier] = false
     else
       local jk = P .. ':job:' .. id
@@ -383,6 +421,7 @@ local function claim(keys, args)
     if #a > 0 then nexts[#nexts + 1] = tonumber(a[2]) end
     if #nexts > 0 then reply[1] = math.max(0, math.min(unpack(nexts)) - now) end
   end
+  if admission_wait ~= nil and (reply[1] < 0 or admission_wait < reply[1]) then reply[1] = admission_wait end
   return reply
 end
 

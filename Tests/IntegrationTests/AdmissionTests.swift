@@ -1,0 +1,56 @@
+import Foundation
+import JobQueue
+import RedisQueue
+import Testing
+
+@Suite("Backend admission inside claim")
+struct AdmissionTests {
+    @Test("requests per minute: a burst, then one call per interval; the claim says how long to wait")
+    func requestBudget() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        settings.requestsPerMinute = 120  // one every 500 ms
+        settings.burst = 2
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        for index in 0..<10 { _ = try await fixture.queue.enqueue(spec("u\(index)")) }
+        let first = try await fixture.queue.claim(workerID: "w", limit: 10)
+        #expect(first.jobs.count == 2)  // the burst
+        let hint = try #require(first.nextDueIn)
+        #expect(hint > .milliseconds(300) && hint <= .milliseconds(1000))
+        #expect(try await fixture.queue.claim(workerID: "w", limit: 10).jobs.isEmpty)
+        try await Task.sleep(for: hint + .milliseconds(20))
+        #expect(try await fixture.queue.claim(workerID: "w", limit: 10).jobs.count == 1)
+        // Nothing was lost: the rest are still queued, in order.
+        #expect(try await fixture.queue.stats().queuedByTier["standard"] == 7)
+    }
+
+    @Test("images per minute: a job costs its n, and a refused job keeps its place")
+    func imageBudget() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        settings.imagesPerMinute = 240  // one image every 250 ms
+        settings.burst = 1
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        let big = try await fixture.queue.enqueue(JobSpec(user: "a", prompt: "four", n: 4)).jobID
+        let small = try await fixture.queue.enqueue(JobSpec(user: "b", prompt: "one", n: 1)).jobID
+        #expect(try await fixture.queue.claim(workerID: "w", limit: 10).jobs.map(\.lease.jobID) == [big])
+        let refused = try await fixture.queue.claim(workerID: "w", limit: 10)
+        #expect(refused.jobs.isEmpty)
+        let hint = try #require(refused.nextDueIn)
+        #expect(hint > .milliseconds(800) && hint <= .milliseconds(1000))  // four images' worth
+        try await Task.sleep(for: hint + .milliseconds(20))
+        #expect(try await fixture.queue.claim(workerID: "w", limit: 10).jobs.map(\.lease.jobID) == [small])
+    }
+
+    @Test("without budgets, claims are not throttled")
+    func noBudget() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        for index in 0..<50 { _ = try await fixture.queue.enqueue(spec("u\(index % 5)")) }
+        #expect(try await fixture.queue.claim(workerID: "w", limit: 50).jobs.count == 50)
+    }
+}
