@@ -196,6 +196,10 @@ public final class InMemoryQueueDriver: QueueDriver, BlockingLeaseRenewal, Senda
         state.withLock { $0.ready.insert(lease.jobID, at: 0) }
     }
 
+    public func status(of jobID: String) async throws -> JobState? {
+        state.withLock { $0.jobs[jobID]?.state }
+    }
+
     public func canceledJobs() -> AsyncStream<String> {
         let (stream, continuation) = AsyncStream.makeStream(of: String.self)
         state.withLock { $0.canceled.append(continuation) }

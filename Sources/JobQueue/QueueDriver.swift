@@ -14,6 +14,8 @@ public protocol QueueDriver: Sendable {
     func fail(_ lease: Lease, failure: JobFailure) async throws -> JobState
     /// Hands the job back untouched, at once (graceful shutdown).
     func release(_ lease: Lease) async throws
+    /// The job's current state, or `nil` when it no longer exists (finished and expired, deleted).
+    func status(of jobID: String) async throws -> JobState?
 }
 
 extension QueueDriver {

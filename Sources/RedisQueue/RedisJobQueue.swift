@@ -139,6 +139,97 @@ public final class RedisJobQueue: QueueDriver, Sendable {
             oldestQueuedAgeMS: Int(f["oldest_queued_age_ms"] ?? "0") ?? 0)
     }
 
+    // MARK: Users' data
+
+    /// What a purge deleted.
+    public struct PurgeReport: Sendable, Equatable {
+        public var jobs: Int
+        public var keys: Int
+        public var events: Int
+
+        public init(jobs: Int, keys: Int, events: Int) {
+            self.jobs = jobs
+            self.keys = keys
+            self.events = events
+        }
+    }
+
+    /// Deletes all of `user`'s data: every job whatever its state (a running one is fenced out
+    /// and its worker told to abort), uploads, outputs, idempotency keys, history and events.
+    /// Idempotent: a second purge finds nothing.
+    public func purgeUser(_ user: String) async throws -> PurgeReport {
+        var report = PurgeReport(jobs: 0, keys: 0, events: 0)
+        var cursor = ""
+        repeat {
+            let reply = try await call("purge_user", [RedisArgument(user), RedisArgument(cursor), 20_000])
+            guard let parts = reply.array, parts.count == 4 else {
+                throw QueueError(.protocolError, "unexpected purge_user reply")
+            }
+            report.jobs += parts[0].int ?? 0
+            report.keys += parts[1].int ?? 0
+            report.events += parts[2].int ?? 0
+            cursor = parts[3].string ?? ""
+        } while !cursor.isEmpty
+        return report
+    }
+
+    /// Deletes one job like ``purgeUser(_:)`` does; returns the keys deleted, or `nil` when the job
+    /// does not exist.
+    public func deleteJob(jobID: String) async throws -> Int? {
+        let deleted = try await call("delete_job", [RedisArgument(jobID)]).int ?? -1
+        return deleted < 0 ? nil : deleted
+    }
+
+    /// The user's jobs, newest first (at most `limit`), as long as the retention keeps them.
+    public func history(user: String, limit: Int = 50) async throws -> [JobRecord] {
+        let key = "\(keys.prefix):u:\(user):jobs"
+        let ids = try await mapErrors {
+            try await pool.send(["ZREVRANGE", RedisArgument(key), 0, RedisArgument(max(0, limit - 1))])
+        }
+        var records: [JobRecord] = []
+        for id in ids.array?.compactMap(\.string) ?? [] {
+            if let record = try await status(jobID: id) { records.append(record) }
+        }
+        return records
+    }
+
+    /// A key of the queue that breaks the retention promise.
+    public struct RetentionFinding: Sendable, Equatable {
+        public var key: String
+        /// The key's time to live in milliseconds; -1 when it has none.
+        public var ttlMS: Int
+    }
+
+    /// Scans every key of the queue and returns those that may hold user content yet have no TTL
+    /// or one longer than `retention` (default: the queue's setting). Counters, settings and
+    /// scheduler state hold no user content and are not reported.
+    public func retentionAudit(retention: Duration? = nil) async throws -> [RetentionFinding] {
+        let limit = Int(
+            (try await retention.asyncOr { QueueSettings(current: try await configure(nil)).retention }).milliseconds)
+        let exempt: Set<String> = ["seq", "fence", "config", "sched", "wake", "gcra"].reduce(into: []) {
+            $0.insert("\(keys.prefix):\($1)")
+        }
+        var findings: [RetentionFinding] = []
+        var cursor = "0"
+        repeat {
+            let reply = try await mapErrors {
+                try await pool.send([
+                    "SCAN", RedisArgument(cursor), "MATCH", RedisArgument("\(keys.prefix):*"), "COUNT", 1000,
+                ])
+            }
+            guard let parts = reply.array, parts.count == 2 else { break }
+            cursor = parts[0].string ?? "0"
+            let found = (parts[1].array ?? []).compactMap(\.string).filter { !exempt.contains($0) }
+            let ttls = try await mapErrors { try await pool.pipeline(found.map { ["PTTL", RedisArgument($0)] }) }
+            for (key, ttl) in zip(found, ttls) {
+                let value = ttl.int ?? -2
+                if value == -2 { continue }  // expired between SCAN and PTTL
+                if value < 0 || value > limit { findings.append(RetentionFinding(key: key, ttlMS: value)) }
+            }
+        } while cursor != "0"
+        return findings
+    }
+
     // MARK: Dead letters
 
     /// Dead jobs, newest first.
@@ -250,6 +341,11 @@ public final class RedisJobQueue: QueueDriver, Sendable {
                 RedisArgument(spend),
             ])
         return reply.string.flatMap(JobState.init(rawValue:)) ?? .failed
+    }
+
+    public func status(of jobID: String) async throws -> JobState? {
+        let reply = try await mapErrors { try await pool.send(["HGET", RedisArgument(keys.job(jobID)), "state"]) }
+        return reply.string.flatMap(JobState.init(rawValue:))
     }
 
     public func release(_ lease: Lease) async throws {
@@ -424,5 +520,12 @@ extension RedisJobQueue: BlockingLeaseRenewal {
                 task.cancel()
             }
         }
+    }
+}
+
+extension Optional {
+    fileprivate func asyncOr(_ fallback: () async throws -> Wrapped) async rethrows -> Wrapped {
+        if let value = self { return value }
+        return try await fallback()
     }
 }

@@ -49,8 +49,13 @@ struct JobRunner: Sendable {
                     "job.ms": "\((ContinuousClock.now - started).milliseconds)",
                 ])
         } catch let error as QueueError where error.code == .fenced {
-            // Canceled, or recovered by another worker, after the work was done; or an earlier
-            // try of this call went through and only its reply was lost.
+            // Canceled, purged, or recovered by another worker after the work was done (or an
+            // earlier try went through and only its reply was lost). Outputs of a job this worker
+            // no longer holds must not outlive it: a purged user's images would stay behind.
+            let state = try? await queue.status(of: job.lease.jobID)
+            if state != .succeeded {
+                _ = try? await blobs.delete(result.outputs.map(\.key))
+            }
             logger.warning("result not recorded: the lease is no longer held", metadata: ["error": "\(error.message)"])
         } catch {
             logger.warning(
@@ -79,6 +84,13 @@ struct JobRunner: Sendable {
             case .canceled, .leaseLost:
                 Counter(label: "imagegen_jobs_total", dimensions: [("outcome", reason.rawValue)]).increment()
                 logger.info("job stopped", metadata: ["job.stop_reason": "\(reason.rawValue)"])
+                // A canceled or purged job may have stored some outputs before the stop arrived.
+                // (A lost lease means another worker may be writing the same keys: leave them.)
+                if reason == .canceled, let state = try? await queue.status(of: job.lease.jobID),
+                    state == nil || state == .canceled
+                {
+                    _ = try? await blobs.delete(outputKeys(job))
+                }
             case .shutdown:
                 do {
                     try await reportWithRetry { try await queue.release(job.lease) }
@@ -161,6 +173,11 @@ struct JobRunner: Sendable {
             durations: .init(
                 ingestMS: Int(ingestTime.milliseconds), backendMS: Int(backendTime.milliseconds),
                 storeMS: Int(storeTime.milliseconds)))
+    }
+
+    /// Every output key the job can have written.
+    private func outputKeys(_ job: ClaimedJob) -> [String] {
+        (0..<max(1, job.spec.n ?? 1)).map { BlobKey.output(jobID: job.lease.jobID, index: $0) }
     }
 
     private func load(_ key: String) async throws -> [UInt8] {

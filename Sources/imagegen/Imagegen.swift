@@ -13,6 +13,8 @@ struct Imagegen: AsyncParsableCommand {
             """,
         subcommands: [
             WorkerCommand.self, EnqueueCommand.self, StatusCommand.self, WatchCommand.self, ResultCommand.self,
-            CancelCommand.self, StatsCommand.self, DeadLetterCommand.self, IngestCommand.self, DemoCommand.self,
+            CancelCommand.self, StatsCommand.self, DeadLetterCommand.self, HistoryCommand.self, PurgeUserCommand.self,
+            DeleteJobCommand.self,
+            RetentionCommand.self, IngestCommand.self, DemoCommand.self,
         ])
 }

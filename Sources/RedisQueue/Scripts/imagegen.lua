@@ -24,6 +24,7 @@
 --   P:delayed            ZSET   job id -> due time (ms)
 --   P:workers            ZSET   worker id -> last heartbeat (ms)
 --   P:gcra               HASH   backend budgets: theoretical arrival time (ms) of requests and images
+--   P:u:<user>:jobs      ZSET   a user's jobs, job id -> created (ms): history and purge    (TTL: retention)
 --   P:dead               ZSET   job id -> time it died (ms), capped
 --   P:events             STREAM lifecycle events, trimmed by age
 --   P:wake               LIST   wake-up tokens for workers blocked in BLPOP
@@ -35,7 +36,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 2
+local REVISION = 3
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -257,6 +258,9 @@ local function enqueue(keys, args)
     'created_ms', now, 'updated_ms', now, 'idem', idem)
   touch(P, c, jk)
   if idem ~= '' then redis.call('SET', P .. ':idem:' .. idem, id, 'PX', c.retention_ms) end
+  local history = P .. ':u:' .. spec.user .. ':jobs'
+  redis.call('ZADD', history, now, id)
+  touch(P, c, history)
   if delay > 0 then
     redis.call('ZADD', P .. ':delayed', now + delay, id)
     touch(P, c, P .. ':delayed')
@@ -594,6 +598,113 @@ local function dlq_delete(keys, args)
   return removed
 end
 
+-- Removes every trace of one job: its place in the queue structures, its lease (a running worker
+-- is fenced out and told to stop), its record, idempotency key, uploads and outputs.
+-- Returns the number of keys deleted, or -1 when the job does not exist.
+local function erase_job(P, c, now, id)
+  local jk = P .. ':job:' .. id
+  local job = redis.call('HMGET', jk, 'state', 'user', 'tier', 'idem', 'spec')
+  local state, user, tier = job[1], job[2], job[3]
+  if not state then return -1 end
+  if state == 'queued' then
+    redis.call('ZREM', P .. ':t:' .. tier .. ':jobs', user .. '\t' .. id)
+  elseif state == 'delayed' then
+    redis.call('ZREM', P .. ':delayed', id)
+  elseif state == 'active' then
+    leave_active(P, c, id, user)
+    redis.call('PUBLISH', P .. ':cancel', id)
+  elseif state == 'dead' then
+    redis.call('ZREM', P .. ':dead', id)
+  end
+  local doomed = { jk }
+  if job[4] and job[4] ~= '' then doomed[#doomed + 1] = P .. ':idem:' .. job[4] end
+  local ok, spec = pcall(cjson.decode, job[5] or '')
+  if ok and type(spec) == 'table' then
+    if type(spec.inputs) == 'table' then
+      for _, key in ipairs(spec.inputs) do
+        if type(key) == 'string' then doomed[#doomed + 1] = P .. ':blob:' .. key end
+      end
+    end
+    if type(spec.mask) == 'string' then doomed[#doomed + 1] = P .. ':blob:' .. spec.mask end
+  end
+  for index = 0, 9 do doomed[#doomed + 1] = P .. ':blob:output:' .. id .. ':' .. index end
+  redis.call('ZREM', P .. ':u:' .. user .. ':jobs', id)
+  return redis.call('UNLINK', unpack(doomed))
+end
+
+-- Deletes the user's events from the stream, scanning at most `budget` entries after `cursor`.
+-- Returns the count deleted and the cursor to continue from ('' when the scan is complete).
+local function erase_events(P, user, cursor, budget)
+  local deleted, scanned = 0, 0
+  local start = cursor == '' and '-' or ('(' .. cursor)
+  while scanned < budget do
+    local entries = redis.call('XRANGE', P .. ':events', start, '+', 'COUNT', 500)
+    if #entries == 0 then return deleted, '' end
+    local doomed = {}
+    for _, entry in ipairs(entries) do
+      local fields = entry[2]
+      for i = 1, #fields - 1, 2 do
+        if fields[i] == 'user' then
+          if fields[i + 1] == user then doomed[#doomed + 1] = entry[1] end
+          break
+        end
+      end
+      start = '(' .. entry[1]
+    end
+    scanned = scanned + #entries
+    if #doomed > 0 then deleted = deleted + redis.call('XDEL', P .. ':events', unpack(doomed)) end
+  end
+  return deleted, string.sub(start, 2)
+end
+
+-- purge_user: ARGV = user, event cursor ('' to start), event scan budget
+-- Deletes all of a user's data: queued, delayed, running, finished and dead jobs, their uploads,
+-- outputs and idempotency keys, the user's history and queue entries, and their events.
+-- Reply: { jobs deleted, keys deleted, events deleted, event cursor ('' when done) }.
+-- Idempotent; call again with the cursor until it is ''.
+local function purge_user(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local user, cursor, budget = args[1], args[2] or '', tonumber(args[3] or '20000') or 20000
+  local now = now_ms()
+  local history = P .. ':u:' .. user .. ':jobs'
+  local ids = redis.call('ZRANGE', history, 0, -1)
+  -- Queued entries not in the history (written before it existed) are found through the tiers.
+  for _, tier in ipairs(TIERS) do
+    local jobs = P .. ':t:' .. tier .. ':jobs'
+    for _, member in ipairs(redis.call('ZRANGEBYLEX', jobs, '[' .. user .. '\t', '(' .. user .. '\t\255')) do
+      ids[#ids + 1] = string.sub(member, #user + 2)
+      redis.call('ZREM', jobs, member)
+    end
+    redis.call('ZREM', P .. ':t:' .. tier .. ':ring', user)
+    redis.call('ZREM', P .. ':t:' .. tier .. ':parked', user)
+  end
+  local jobs_deleted, keys_deleted = 0, 0
+  local seen = {}
+  for _, id in ipairs(ids) do
+    if not seen[id] then
+      seen[id] = true
+      local n = erase_job(P, c, now, id)
+      if n >= 0 then
+        jobs_deleted = jobs_deleted + 1
+        keys_deleted = keys_deleted + n
+      end
+    end
+  end
+  redis.call('HDEL', P .. ':inflight', user)
+  keys_deleted = keys_deleted + redis.call('UNLINK', history)
+  local events_deleted, next_cursor = erase_events(P, user, cursor, budget)
+  return { jobs_deleted, keys_deleted, events_deleted, next_cursor }
+end
+
+-- delete_job: ARGV = job id. Deletes one job like purge_user does (not its events, which expire
+-- with the stream). Reply: keys deleted, or -1 when the job does not exist.
+local function delete_job(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  return erase_job(P, c, now_ms(), args[1])
+end
+
 -- configure: ARGV = field, value pairs (see DEFAULTS). Reply: the effective settings.
 local function configure(keys, args)
   local P = keys[1]
@@ -660,4 +771,6 @@ redis.register_function('imagegen_v1_cancel', cancel)
 redis.register_function('imagegen_v1_dlq_requeue', dlq_requeue)
 redis.register_function('imagegen_v1_dlq_delete', dlq_delete)
 redis.register_function('imagegen_v1_configure', configure)
+redis.register_function('imagegen_v1_purge_user', purge_user)
+redis.register_function('imagegen_v1_delete_job', delete_job)
 redis.register_function('imagegen_v1_stats', stats)
