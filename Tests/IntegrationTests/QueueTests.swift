@@ -2,6 +2,7 @@ import Foundation
 import JobQueue
 import RedisClient
 import RedisQueue
+import Synchronization
 import Testing
 
 @Suite("Redis queue")
@@ -312,3 +313,44 @@ struct QueueTests {
 let emptyResult = JobResult(
     outputs: [], usage: .init(images: 0, size: "64x64", model: "test"),
     durations: .init(ingestMS: 0, backendMS: 0, storeMS: 0))
+
+@Suite("Event stream")
+struct EventStreamTests {
+    @Test("following events resumes after a lost connection without losing or repeating any")
+    func resumeAfterDisconnect() async throws {
+        let server = try RedisServerProcess()  // its own server: the test drops every connection
+        defer { server.stop() }
+        let fixture = try await QueueFixture(configuration: server.configuration)
+        defer { fixture.close() }
+        /// Enqueues, trying again once when the pool's connection was one of those dropped.
+        func enqueue(_ user: String) async throws {
+            do {
+                _ = try await fixture.queue.enqueue(spec(user))
+            } catch let error as QueueError where error.isRetryable {
+                _ = try await fixture.queue.enqueue(spec(user))
+            }
+        }
+        let received = EventCollector()
+        let follower = Task {
+            for try await event in fixture.queue.followEvents(after: "0") { received.append(event.id) }
+        }
+        defer { follower.cancel() }
+        for index in 0..<20 { try await enqueue("a\(index)") }
+        #expect(try await eventually { received.count == 20 })
+        // Drop every other client's connection, the follower's blocking read included.
+        _ = try await fixture.pool.send("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        for index in 0..<20 { try await enqueue("b\(index)") }
+        #expect(try await eventually(timeout: .seconds(15)) { received.count >= 40 })
+        try await Task.sleep(for: .milliseconds(100))
+        let stored = try await fixture.events().map(\.id)
+        #expect(received.ids == stored)
+    }
+}
+
+/// Event ids seen by a follower, in order.
+final class EventCollector: Sendable {
+    private let storage = Mutex<[String]>([])
+    func append(_ id: String) { storage.withLock { $0.append(id) } }
+    var ids: [String] { storage.withLock { $0 } }
+    var count: Int { ids.count }
+}
