@@ -23,22 +23,24 @@ struct EnqueueCommand: AsyncParsableCommand {
     @Option(help: "Webhook URL to notify when the job ends.") var webhookURL: String?
 
     func run() async throws {
-        let logger = connection.bootstrapLogging()
-        let (pool, queue, blobs) = try connection.connect(logger: logger)
-        defer { pool.close() }
-        guard let tier = JobSpec.Tier(rawValue: tier) else { throw ValidationError("--tier: pro, standard or free") }
-        let settings = QueueSettings(current: try await queue.configure(QueueSettings.none))
-        var inputs: [String] = []
-        for path in images { inputs.append(try await upload(path, to: blobs, ttl: settings.retention)) }
-        let maskKey = try await mask.asyncMap { try await upload($0, to: blobs, ttl: settings.retention) }
-        let spec = JobSpec(
-            user: user, tier: tier, kind: inputs.isEmpty ? .generate : .edit, prompt: prompt, model: model, size: size,
-            n: n, inputs: inputs.isEmpty ? nil : inputs, mask: maskKey, webhookURL: webhookURL)
-        let result = try await queue.enqueue(spec, idempotencyKey: idempotencyKey)
-        if output.json {
-            printJSON(["job": result.jobID, "created": result.created])
-        } else {
-            print(result.created ? result.jobID : "\(result.jobID) (already enqueued with this idempotency key)")
+        try await connection.withQueue { queue, blobs, _ in
+            guard let tier = JobSpec.Tier(rawValue: tier) else {
+                throw ValidationError("--tier: pro, standard or free")
+            }
+            let settings = QueueSettings(current: try await queue.configure(QueueSettings.none))
+            var inputs: [String] = []
+            for path in images { inputs.append(try await upload(path, to: blobs, ttl: settings.retention)) }
+            let maskKey = try await mask.asyncMap { try await upload($0, to: blobs, ttl: settings.retention) }
+            let spec = JobSpec(
+                user: user, tier: tier, kind: inputs.isEmpty ? .generate : .edit, prompt: prompt, model: model,
+                size: size,
+                n: n, inputs: inputs.isEmpty ? nil : inputs, mask: maskKey, webhookURL: webhookURL)
+            let result = try await queue.enqueue(spec, idempotencyKey: idempotencyKey)
+            if output.json {
+                printJSON(["job": result.jobID, "created": result.created])
+            } else {
+                print(result.created ? result.jobID : "\(result.jobID) (already enqueued with this idempotency key)")
+            }
         }
     }
 }
@@ -68,24 +70,24 @@ struct StatusCommand: AsyncParsableCommand {
     @Argument(help: "The job id.") var job: String
 
     func run() async throws {
-        let logger = connection.bootstrapLogging()
-        let (pool, queue, _) = try connection.connect(logger: logger)
-        defer { pool.close() }
-        guard let record = try await queue.status(jobID: job) else {
-            if output.json { printJSON(["id": job, "state": "missing"]) } else { print("\(job): no such job") }
-            throw ExitCode(1)
-        }
-        if output.json {
-            printJSON(record.jsonObject)
-            return
-        }
-        print("\(record.id)  \(record.state.rawValue)  user \(record.user)  tier \(record.tier)  \(record.kind)")
-        print(
-            "attempts \(record.attempts), recoveries \(record.recoveries)\(record.stage.map { ", stage \($0)" } ?? "")")
-        if let code = record.errorCode { print("error \(code): \(record.errorMessage ?? "")") }
-        if let reason = record.deadReason { print("dead: \(reason)") }
-        for output in record.result?.outputs ?? [] {
-            print("output \(output.key)  \(output.width)x\(output.height) \(output.format) \(output.bytes) bytes")
+        try await connection.withQueue { queue, _, _ in
+            guard let record = try await queue.status(jobID: job) else {
+                if output.json { printJSON(["id": job, "state": "missing"]) } else { print("\(job): no such job") }
+                throw ExitCode(1)
+            }
+            if output.json {
+                printJSON(record.jsonObject)
+                return
+            }
+            print("\(record.id)  \(record.state.rawValue)  user \(record.user)  tier \(record.tier)  \(record.kind)")
+            print(
+                "attempts \(record.attempts), recoveries \(record.recoveries)\(record.stage.map { ", stage \($0)" } ?? "")"
+            )
+            if let code = record.errorCode { print("error \(code): \(record.errorMessage ?? "")") }
+            if let reason = record.deadReason { print("dead: \(reason)") }
+            for output in record.result?.outputs ?? [] {
+                print("output \(output.key)  \(output.width)x\(output.height) \(output.format) \(output.bytes) bytes")
+            }
         }
     }
 }
@@ -106,19 +108,22 @@ struct WatchCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let logger = connection.bootstrapLogging()
-        let (pool, queue, _) = try connection.connect(logger: logger)
-        defer { pool.close() }
-        if let job, after == "$", let record = try await queue.status(jobID: job), record.state.isFinished {
-            if output.json { printJSON(record.jsonObject) } else { print("\(job) already \(record.state.rawValue)") }
-            return
-        }
-        for try await event in queue.followEvents(after: after) {
-            if let job, event.jobID != job { continue }
-            if let user, event.user != user { continue }
-            if output.json { printJSON(event.jsonObject) } else { print(event.line) }
-            fflush(nil)
-            if job != nil, ["succeeded", "failed", "canceled", "dead"].contains(event.type) { return }
+        try await connection.withQueue { queue, _, _ in
+            if let job, after == "$", let record = try await queue.status(jobID: job), record.state.isFinished {
+                if output.json {
+                    printJSON(record.jsonObject)
+                } else {
+                    print("\(job) already \(record.state.rawValue)")
+                }
+                return
+            }
+            for try await event in queue.followEvents(after: after) {
+                if let job, event.jobID != job { continue }
+                if let user, event.user != user { continue }
+                if output.json { printJSON(event.jsonObject) } else { print(event.line) }
+                fflush(nil)
+                if job != nil, ["succeeded", "failed", "canceled", "dead"].contains(event.type) { return }
+            }
         }
     }
 }
@@ -132,15 +137,14 @@ struct ResultCommand: AsyncParsableCommand {
     @Option(help: "The folder to write to (created if missing).") var out: String
 
     func run() async throws {
-        let logger = connection.bootstrapLogging()
-        let (pool, queue, blobs) = try connection.connect(logger: logger)
-        defer { pool.close() }
-        guard let record = try await queue.status(jobID: job) else { throw ValidationError("no such job \(job)") }
-        guard record.state == .succeeded, let result = record.result else {
-            throw ValidationError("job \(job) is \(record.state.rawValue), not succeeded")
+        try await connection.withQueue { queue, blobs, _ in
+            guard let record = try await queue.status(jobID: job) else { throw ValidationError("no such job \(job)") }
+            guard record.state == .succeeded, let result = record.result else {
+                throw ValidationError("job \(job) is \(record.state.rawValue), not succeeded")
+            }
+            let paths = try await writeOutputs(result, jobID: job, to: out, blobs: blobs)
+            if output.json { printJSON(["job": job, "files": paths]) } else { paths.forEach { print($0) } }
         }
-        let paths = try await writeOutputs(result, jobID: job, to: out, blobs: blobs)
-        if output.json { printJSON(["job": job, "files": paths]) } else { paths.forEach { print($0) } }
     }
 }
 
@@ -170,20 +174,19 @@ struct CancelCommand: AsyncParsableCommand {
     @Argument(help: "The job id.") var job: String
 
     func run() async throws {
-        let logger = connection.bootstrapLogging()
-        let (pool, queue, _) = try connection.connect(logger: logger)
-        defer { pool.close() }
-        let was = try await queue.cancel(jobID: job)
-        if output.json {
-            printJSON(["job": job, "was": was])
-        } else {
-            switch was {
-            case "missing": print("\(job): no such job")
-            case let s where s.hasPrefix("already_"): print("\(job) had already ended (\(s.dropFirst(8)))")
-            default: print("\(job) canceled (was \(was))")
+        try await connection.withQueue { queue, _, _ in
+            let was = try await queue.cancel(jobID: job)
+            if output.json {
+                printJSON(["job": job, "was": was])
+            } else {
+                switch was {
+                case "missing": print("\(job): no such job")
+                case let s where s.hasPrefix("already_"): print("\(job) had already ended (\(s.dropFirst(8)))")
+                default: print("\(job) canceled (was \(was))")
+                }
             }
+            if was == "missing" { throw ExitCode(1) }
         }
-        if was == "missing" { throw ExitCode(1) }
     }
 }
 
@@ -195,27 +198,27 @@ struct StatsCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let logger = connection.bootstrapLogging()
-        let (pool, queue, _) = try connection.connect(logger: logger)
-        defer { pool.close() }
-        let stats = try await queue.stats()
-        if output.json {
-            var object: [String: Any] = [
-                "delayed": stats.delayed, "active": stats.active, "dead": stats.dead, "live_workers": stats.liveWorkers,
-                "oldest_queued_age_ms": stats.oldestQueuedAgeMS,
-            ]
-            object["queued_by_tier"] = stats.queuedByTier
-            printJSON(object)
-            return
+        try await connection.withQueue { queue, _, _ in
+            let stats = try await queue.stats()
+            if output.json {
+                var object: [String: Any] = [
+                    "delayed": stats.delayed, "active": stats.active, "dead": stats.dead,
+                    "live_workers": stats.liveWorkers,
+                    "oldest_queued_age_ms": stats.oldestQueuedAgeMS,
+                ]
+                object["queued_by_tier"] = stats.queuedByTier
+                printJSON(object)
+                return
+            }
+            for tier in JobSpec.Tier.allCases {
+                print("queued \(tier.rawValue): \(stats.queuedByTier[tier.rawValue] ?? 0)")
+            }
+            print("delayed: \(stats.delayed)")
+            print("in flight: \(stats.active)")
+            print("dead: \(stats.dead)")
+            print("live workers: \(stats.liveWorkers)")
+            print("oldest queued job: \(Double(stats.oldestQueuedAgeMS) / 1000) s")
         }
-        for tier in JobSpec.Tier.allCases {
-            print("queued \(tier.rawValue): \(stats.queuedByTier[tier.rawValue] ?? 0)")
-        }
-        print("delayed: \(stats.delayed)")
-        print("in flight: \(stats.active)")
-        print("dead: \(stats.dead)")
-        print("live workers: \(stats.liveWorkers)")
-        print("oldest queued job: \(Double(stats.oldestQueuedAgeMS) / 1000) s")
     }
 }
 
@@ -231,14 +234,13 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Option(help: "At most this many. Default 100.") var limit: Int = 100
 
         func run() async throws {
-            let logger = connection.bootstrapLogging()
-            let (pool, queue, _) = try connection.connect(logger: logger)
-            defer { pool.close() }
-            for record in try await queue.deadJobs(limit: limit) {
-                if output.json {
-                    printJSON(record.jsonObject)
-                } else {
-                    print("\(record.id)  \(record.user)  \(record.deadReason ?? "?")  \(record.errorMessage ?? "")")
+            try await connection.withQueue { queue, _, _ in
+                for record in try await queue.deadJobs(limit: limit) {
+                    if output.json {
+                        printJSON(record.jsonObject)
+                    } else {
+                        print("\(record.id)  \(record.user)  \(record.deadReason ?? "?")  \(record.errorMessage ?? "")")
+                    }
                 }
             }
         }
@@ -250,19 +252,18 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Argument(help: "Job ids.") var jobs: [String]
 
         func run() async throws {
-            let logger = connection.bootstrapLogging()
-            let (pool, queue, _) = try connection.connect(logger: logger)
-            defer { pool.close() }
-            var missing = 0
-            for job in jobs {
-                if try await queue.requeueDead(jobID: job) {
-                    print("\(job) requeued")
-                } else {
-                    print("\(job) is not dead")
-                    missing += 1
+            try await connection.withQueue { queue, _, _ in
+                var missing = 0
+                for job in jobs {
+                    if try await queue.requeueDead(jobID: job) {
+                        print("\(job) requeued")
+                    } else {
+                        print("\(job) is not dead")
+                        missing += 1
+                    }
                 }
+                if missing > 0 { throw ExitCode(1) }
             }
-            if missing > 0 { throw ExitCode(1) }
         }
     }
 
@@ -273,15 +274,14 @@ struct DeadLetterCommand: AsyncParsableCommand {
         @Argument(help: "Job ids.") var jobs: [String]
 
         func run() async throws {
-            let logger = connection.bootstrapLogging()
-            let (pool, queue, _) = try connection.connect(logger: logger)
-            defer { pool.close() }
-            for job in jobs {
-                let deleted = try await queue.deleteDead(jobID: job)
-                if output.json {
-                    printJSON(["job": job, "deleted": deleted])
-                } else {
-                    print(deleted ? "\(job) deleted" : "\(job) is not dead")
+            try await connection.withQueue { queue, _, _ in
+                for job in jobs {
+                    let deleted = try await queue.deleteDead(jobID: job)
+                    if output.json {
+                        printJSON(["job": job, "deleted": deleted])
+                    } else {
+                        print(deleted ? "\(job) deleted" : "\(job) is not dead")
+                    }
                 }
             }
         }

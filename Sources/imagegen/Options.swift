@@ -54,6 +54,18 @@ struct ConnectionOptions: ParsableArguments {
         return Logger(label: "imagegen")
     }
 
+    /// Sets up logging, connects, runs `body` with the queue, the Redis blob store and the logger,
+    /// and closes the connections.
+    func withQueue<T>(_ body: (RedisJobQueue, RedisBlobStore, Logger) async throws -> T) async throws -> T {
+        let logger = bootstrapLogging()
+        let (pool, queue, blobs) = try connect(logger: logger)
+        defer {
+            queue.close()
+            pool.close()
+        }
+        return try await body(queue, blobs, logger)
+    }
+
     /// The pool, queue and Redis blob store for these options.
     func connect(logger: Logger, poolSize: Int = 2) throws -> (RedisPool, RedisJobQueue, RedisBlobStore) {
         let pool = RedisPool(configuration: try redisConfiguration(), size: poolSize, logger: logger)

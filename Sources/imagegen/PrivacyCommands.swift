@@ -17,22 +17,21 @@ struct PurgeUserCommand: AsyncParsableCommand {
     @Argument(help: "The user id.") var user: String
 
     func run() async throws {
-        let logger = connection.bootstrapLogging()
-        let (pool, queue, _) = try connection.connect(logger: logger)
-        defer { pool.close() }
-        let report = try await queue.purgeUser(user)
-        let salt = ProcessInfo.processInfo.environment["IMAGEGEN_USER_HASH_SALT"] ?? ""
-        logger.notice(
-            "user data purged",
-            metadata: [
-                "audit": "purge_user", "user.hash": "\(UserHasher(salt: salt).hash(user))",
-                "purge.jobs": "\(report.jobs)",
-                "purge.keys": "\(report.keys)", "purge.events": "\(report.events)",
-            ])
-        if output.json {
-            printJSON(["jobs": report.jobs, "keys": report.keys, "events": report.events])
-        } else {
-            print("deleted \(report.jobs) jobs (\(report.keys) keys) and \(report.events) events")
+        try await connection.withQueue { queue, _, logger in
+            let report = try await queue.purgeUser(user)
+            let salt = ProcessInfo.processInfo.environment["IMAGEGEN_USER_HASH_SALT"] ?? ""
+            logger.notice(
+                "user data purged",
+                metadata: [
+                    "audit": "purge_user", "user.hash": "\(UserHasher(salt: salt).hash(user))",
+                    "purge.jobs": "\(report.jobs)",
+                    "purge.keys": "\(report.keys)", "purge.events": "\(report.events)",
+                ])
+            if output.json {
+                printJSON(["jobs": report.jobs, "keys": report.keys, "events": report.events])
+            } else {
+                print("deleted \(report.jobs) jobs (\(report.keys) keys) and \(report.events) events")
+            }
         }
     }
 }
@@ -46,18 +45,17 @@ struct DeleteJobCommand: AsyncParsableCommand {
     @Argument(help: "The job id.") var job: String
 
     func run() async throws {
-        let logger = connection.bootstrapLogging()
-        let (pool, queue, _) = try connection.connect(logger: logger)
-        defer { pool.close() }
-        let deleted = try await queue.deleteJob(jobID: job)
-        logger.notice(
-            "job deleted", metadata: ["audit": "delete_job", "job.id": "\(job)", "found": "\(deleted != nil)"])
-        if output.json {
-            printJSON(["job": job, "deleted": deleted != nil, "keys": deleted ?? 0])
-        } else {
-            print(deleted.map { "\(job) deleted (\($0) keys)" } ?? "\(job): no such job")
+        try await connection.withQueue { queue, _, logger in
+            let deleted = try await queue.deleteJob(jobID: job)
+            logger.notice(
+                "job deleted", metadata: ["audit": "delete_job", "job.id": "\(job)", "found": "\(deleted != nil)"])
+            if output.json {
+                printJSON(["job": job, "deleted": deleted != nil, "keys": deleted ?? 0])
+            } else {
+                print(deleted.map { "\(job) deleted (\($0) keys)" } ?? "\(job): no such job")
+            }
+            if deleted == nil { throw ExitCode(1) }
         }
-        if deleted == nil { throw ExitCode(1) }
     }
 }
 
@@ -70,18 +68,17 @@ struct HistoryCommand: AsyncParsableCommand {
     @Option(help: "At most this many. Default 50.") var limit: Int = 50
 
     func run() async throws {
-        let logger = connection.bootstrapLogging()
-        let (pool, queue, _) = try connection.connect(logger: logger)
-        defer { pool.close() }
-        for record in try await queue.history(user: user, limit: limit) {
-            if output.json {
-                printJSON(record.jsonObject)
-            } else {
-                let created = ISO8601DateFormatter().string(
-                    from: Date(timeIntervalSince1970: Double(record.createdMS) / 1000))
-                print(
-                    "\(created)  \(record.id)  \(record.kind)  \(record.state.rawValue)\(record.errorCode.map { " (\($0))" } ?? "")"
-                )
+        try await connection.withQueue { queue, _, _ in
+            for record in try await queue.history(user: user, limit: limit) {
+                if output.json {
+                    printJSON(record.jsonObject)
+                } else {
+                    let created = ISO8601DateFormatter().string(
+                        from: Date(timeIntervalSince1970: Double(record.createdMS) / 1000))
+                    print(
+                        "\(created)  \(record.id)  \(record.kind)  \(record.state.rawValue)\(record.errorCode.map { " (\($0))" } ?? "")"
+                    )
+                }
             }
         }
     }
@@ -101,23 +98,22 @@ struct RetentionCommand: AsyncParsableCommand {
         @Option(help: "The retention to check against, in days. Default: the queue's setting.") var days: Double?
 
         func run() async throws {
-            let logger = connection.bootstrapLogging()
-            let (pool, queue, _) = try connection.connect(logger: logger)
-            defer { pool.close() }
-            let retention = days.map { Duration.milliseconds(Int64($0 * 86_400_000)) }
-            let findings = try await queue.retentionAudit(retention: retention)
-            if output.json {
-                printJSON([
-                    "clean": findings.isEmpty, "findings": findings.map { ["key": $0.key, "ttl_ms": $0.ttlMS] },
-                ])
-            } else if findings.isEmpty {
-                print("clean: every key holding user content expires within the retention")
-            } else {
-                for finding in findings {
-                    print("\(finding.key): \(finding.ttlMS < 0 ? "no TTL" : "TTL \(finding.ttlMS / 1000) s")")
+            try await connection.withQueue { queue, _, _ in
+                let retention = days.map { Duration.milliseconds(Int64($0 * 86_400_000)) }
+                let findings = try await queue.retentionAudit(retention: retention)
+                if output.json {
+                    printJSON([
+                        "clean": findings.isEmpty, "findings": findings.map { ["key": $0.key, "ttl_ms": $0.ttlMS] },
+                    ])
+                } else if findings.isEmpty {
+                    print("clean: every key holding user content expires within the retention")
+                } else {
+                    for finding in findings {
+                        print("\(finding.key): \(finding.ttlMS < 0 ? "no TTL" : "TTL \(finding.ttlMS / 1000) s")")
+                    }
                 }
+                if !findings.isEmpty { throw ExitCode(1) }
             }
-            if !findings.isEmpty { throw ExitCode(1) }
         }
     }
 }
