@@ -2,6 +2,7 @@ import Foundation
 import JobQueue
 import RedisClient
 import RedisQueue
+import Storage
 import Synchronization
 import Testing
 
@@ -353,4 +354,37 @@ final class EventCollector: Sendable {
     func append(_ id: String) { storage.withLock { $0.append(id) } }
     var ids: [String] { storage.withLock { $0 } }
     var count: Int { ids.count }
+}
+
+@Suite("Least-privilege Redis user")
+struct ACLTests {
+    @Test("a worker and a producer work as the ACL user of deploy/README.md")
+    func restrictedUser() async throws {
+        let admin = SharedRedis.pool()
+        defer { admin.close() }
+        let user = "imagegen-acl-\(UUID().uuidString.prefix(8))"
+        _ = try await admin.send(
+            [
+                "ACL", "SETUSER", RedisArgument(user), "on", ">acl-secret", "~imagegen:*", "&imagegen:*", "+@read",
+                "+@write",
+                "+@stream", "+@pubsub", "+@scripting", "+@connection", "+@keyspace", "-@dangerous", "+function|load",
+                "+info", "+time",
+            ])
+        var configuration = SharedRedis.configuration
+        configuration.username = user
+        configuration.password = "acl-secret"
+        let fixture = try await QueueFixture(configuration: configuration)
+        defer { fixture.close() }
+        let id = try await fixture.queue.enqueue(spec("acl")).jobID
+        let job = try #require(try await fixture.queue.claim(workerID: "w", limit: 1).jobs.first)
+        #expect(try await fixture.queue.heartbeat(workerID: "w", leases: [job.lease]).isEmpty)
+        try await fixture.blobs.put(BlobKey.output(jobID: id, index: 0), [1], ttl: .seconds(60))
+        try await fixture.queue.complete(job.lease, result: emptyResult)
+        #expect(try await fixture.queue.stats().queuedByTier["standard"] == 0)
+        #expect(try await fixture.queue.purgeUser("acl").jobs == 1)
+        #expect(try await fixture.queue.retentionAudit().isEmpty)
+        // Keys outside the queue's namespace stay out of reach.
+        await #expect(throws: (any Error).self) { try await fixture.pool.send("GET", "elsewhere") }
+        _ = try await admin.send("ACL", "DELUSER", user)
+    }
 }
