@@ -22,7 +22,7 @@ struct ProcessTests {
             arguments: ["--slots", "2", "--heartbeat-seconds", "0.2", "--sim-latency-ms", "60000"])
         try await fixture.waitForEvent(id, type: "started", timeout: .seconds(30))
         kill(victim.processIdentifier, SIGKILL)
-        victim.waitUntilExit()
+        _ = try await offPool { victim.waitUntilExit() }
         #expect(try await fixture.queue.status(jobID: id)?.state == .active)
 
         let rescuer = RunningWorker(
@@ -50,7 +50,7 @@ struct ProcessTests {
         try await fixture.waitForEvent(id, type: "started", timeout: .seconds(30))
         let stopping = ContinuousClock.now
         kill(worker.processIdentifier, SIGTERM)
-        worker.waitUntilExit()
+        _ = try await offPool { worker.waitUntilExit() }
         #expect(ContinuousClock.now - stopping < .seconds(10))
         #expect(worker.terminationStatus == 0)
         let record = try #require(try await fixture.queue.status(jobID: id))
@@ -61,8 +61,10 @@ struct ProcessTests {
 
     @Test("Redis with append-only persistence restarts mid-run: the worker resumes by itself, no job is lost")
     func redisRestart() async throws {
-        let server = try RedisServerProcess(extraArguments: ["--appendonly", "yes", "--appendfsync", "always"])
-        defer { server.stop() }
+        let server = try await RedisServerProcess.start(extraArguments: [
+            "--appendonly", "yes", "--appendfsync", "always",
+        ])
+        defer { server.terminate() }
         var settings = QueueSettings()
         settings.lease = .seconds(2)
         settings.workerTimeout = .seconds(2)
@@ -75,7 +77,7 @@ struct ProcessTests {
         for index in 0..<40 { ids.append(try await fixture.queue.enqueue(spec("user-\(index % 5)")).jobID) }
 
         #expect(try await eventually(timeout: .seconds(30)) { try await succeeded(ids, fixture) >= 8 })
-        try server.restart()
+        try await server.restart()
         let allDone = try await eventually(timeout: .seconds(90)) {
             (try? await succeeded(ids, fixture)) == ids.count
         }
@@ -138,8 +140,11 @@ struct ProcessTests {
         let pipe = Pipe()
         process.standardOutput = pipe
         try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        let data = try await offPool {
+            let data = pipe.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return data
+        }
         #expect(process.terminationStatus == 1)
         let lines = String(decoding: data, as: UTF8.self).split(separator: "\n").compactMap {
             try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
@@ -196,6 +201,7 @@ private func startWorkerProcess(queue: String, arguments: [String]) throws -> Pr
     process.executableURL = binary
     process.arguments = ["worker", "--redis", SharedRedis.url, "--queue", queue, "--log-level", "warning"] + arguments
     process.standardOutput = FileHandle.nullDevice
+    process.standardError = FileHandle.nullDevice
     try process.run()
     return process
 }
@@ -204,12 +210,12 @@ private func startWorkerProcess(queue: String, arguments: [String]) throws -> Pr
 /// exits non-zero.
 @discardableResult
 private func cli(_ arguments: [String]) async throws -> [String: Any] {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try cliBlocking(arguments) }) }
-    }
+    let last = try await offPool { try cliBlocking(arguments) }
+    return (try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any]) ?? [:]
 }
 
-private func cliBlocking(_ arguments: [String]) throws -> [String: Any] {
+/// Runs `imagegen` to completion; returns its last line of output.
+private func cliBlocking(_ arguments: [String]) throws -> String {
     let process = Process()
     process.executableURL = packageRoot.appendingPathComponent(".build/debug/imagegen")
     process.arguments = arguments + ["--log-level", "error"]
@@ -222,15 +228,10 @@ private func cliBlocking(_ arguments: [String]) throws -> [String: Any] {
     guard process.terminationStatus == 0 else {
         throw TestFailure("imagegen \(arguments.first ?? "") exited with \(process.terminationStatus)")
     }
-    let last = String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "{}"
-    return (try JSONSerialization.jsonObject(with: Data(last.utf8)) as? [String: Any]) ?? [:]
+    return String(decoding: data, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? "{}"
 }
 
 /// Runs a tool off the cooperative pool and returns its standard output.
 private func runToolAsync(_ tool: String, _ arguments: [String]) async throws -> String {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try runTool(tool, arguments) })
-        }
-    }
+    try await offPool { try runTool(tool, arguments) }
 }

@@ -319,8 +319,8 @@ let emptyResult = JobResult(
 struct EventStreamTests {
     @Test("following events resumes after a lost connection without losing or repeating any")
     func resumeAfterDisconnect() async throws {
-        let server = try RedisServerProcess()  // its own server: the test drops every connection
-        defer { server.stop() }
+        let server = try await RedisServerProcess.start()  // its own server: the test drops every connection
+        defer { server.terminate() }
         let fixture = try await QueueFixture(configuration: server.configuration)
         defer { fixture.close() }
         /// Enqueues, trying again once when the pool's connection was one of those dropped.

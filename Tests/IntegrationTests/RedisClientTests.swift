@@ -112,8 +112,8 @@ struct RedisClientTests {
         let socketPath = FileManager.default.temporaryDirectory.appendingPathComponent(
             "imagegen-\(UUID().uuidString.prefix(8)).sock"
         ).path
-        let server = try RedisServerProcess(extraArguments: ["--unixsocket", socketPath])
-        defer { server.stop() }
+        let server = try await RedisServerProcess.start(extraArguments: ["--unixsocket", socketPath])
+        defer { server.terminate() }
         let connection = RedisConnection(configuration: try RedisConfiguration(url: "unix://\(socketPath)"))
         defer { connection.close() }
         #expect(try await connection.send("PING") == .status("PONG"))
@@ -121,8 +121,8 @@ struct RedisClientTests {
 
     @Test("reconnects by itself after the server restarts; subscriptions come back")
     func reconnectAfterRestart() async throws {
-        let server = try RedisServerProcess()
-        defer { server.stop() }
+        let server = try await RedisServerProcess.start()
+        defer { server.terminate() }
         let connection = RedisConnection(configuration: server.configuration)
         defer { connection.close() }
         let subscriber = RedisSubscriber(configuration: server.configuration, channels: ["news"])
@@ -131,7 +131,7 @@ struct RedisClientTests {
         #expect(await events.next() == .subscribed)
 
         #expect(try await connection.send("PING") == .status("PONG"))
-        try server.restart()
+        try await server.restart()
         // The first command after the restart may fail (the old socket is dead); soon one succeeds.
         let back = try await eventually(timeout: .seconds(10)) {
             (try? await connection.send("PING")) == .status("PONG")
@@ -144,8 +144,8 @@ struct RedisClientTests {
 
     @Test("a function library is loaded again after the server lost it")
     func functionReload() async throws {
-        let server = try RedisServerProcess()
-        defer { server.stop() }
+        let server = try await RedisServerProcess.start()
+        defer { server.terminate() }
         let pool = RedisPool(configuration: server.configuration)
         defer { pool.close() }
         let library = RedisFunctionLibrary(

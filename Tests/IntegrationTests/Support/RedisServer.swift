@@ -4,14 +4,20 @@ import RedisClient
 import Testing
 
 /// A `redis-server` process of a test's own, on a free loopback port, in a temporary folder.
-/// Used where a test must stop, restart or reconfigure the server.
+/// Used where a test must stop, restart or reconfigure the server. Everything that waits on a
+/// process runs off the cooperative pool (``start(extraArguments:)``, ``restart()``).
 final class RedisServerProcess: @unchecked Sendable {
     let port: Int
     let directory: URL
     let extraArguments: [String]
     private var process: Process?
 
-    init(extraArguments: [String] = []) throws {
+    /// Starts a server and waits until it answers.
+    static func start(extraArguments: [String] = []) async throws -> RedisServerProcess {
+        try await offPool { try RedisServerProcess(extraArguments: extraArguments) }
+    }
+
+    fileprivate init(extraArguments: [String] = []) throws {
         self.port = try freeLoopbackPort()
         self.directory = FileManager.default.temporaryDirectory.appendingPathComponent(
             "imagegen-test-redis-\(UUID().uuidString)")
@@ -24,7 +30,7 @@ final class RedisServerProcess: @unchecked Sendable {
 
     var configuration: RedisConfiguration { try! RedisConfiguration(url: url) }
 
-    func start() throws {
+    private func start() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try which("redis-server"))
         process.arguments =
@@ -32,28 +38,33 @@ final class RedisServerProcess: @unchecked Sendable {
                 "--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory.path, "--save", "",
                 "--logfile", directory.appendingPathComponent("redis.log").path,
             ] + extraArguments
+        // Never the test's own output: a server outliving a crashed test run would hold the pipe
+        // open and keep `swift test` waiting for its end.
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
         try process.run()
         self.process = process
         try waitUntilReady()
     }
 
-    /// Stops the server as a restart would (SHUTDOWN keeps the AOF when it is enabled).
-    func stop() {
-        _ = try? runTool("redis-cli", ["-p", "\(port)", "shutdown"])
-        process?.waitUntilExit()
-        process = nil
+    /// Stops the server as a restart would (SHUTDOWN keeps the AOF when it is enabled), then starts
+    /// it again on the same port and folder.
+    func restart() async throws {
+        try await offPool {
+            _ = try? runTool("redis-cli", ["-p", "\(self.port)", "shutdown"])
+            self.process?.waitUntilExit()
+            try self.start()
+        }
     }
 
-    func restart() throws {
-        stop()
-        try start()
+    /// Stops the server at once, without waiting. SIGKILL, because a child started from a test
+    /// thread inherits that thread's blocked signals, SIGTERM among them.
+    func terminate() {
+        if let pid = process?.processIdentifier, pid > 0 { kill(pid, SIGKILL) }
     }
 
     deinit {
-        if let process, process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        terminate()
         try? FileManager.default.removeItem(at: directory)
     }
 
@@ -123,7 +134,15 @@ func which(_ tool: String) throws -> String {
     throw TestFailure("\(tool) is not installed")
 }
 
-/// Runs a tool to completion and returns its standard output.
+/// Runs blocking work (waiting for a process) on a dispatch thread, not the cooperative pool.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
+    }
+}
+
+/// Runs a tool to completion and returns its standard output. Blocking: call it through
+/// ``offPool(_:)`` from async code.
 @discardableResult
 func runTool(_ tool: String, _ arguments: [String], environment: [String: String]? = nil) throws -> String {
     let process = Process()
