@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.0"),
     ],
     targets: [
         // C libraries from the system, each imported by exactly one Swift or C module.
@@ -53,7 +55,13 @@ let package = Package(
         .target(name: "ImageIngest", dependencies: ["CImageShim", "CLCMS2"]),
         .target(
             name: "Backends",
-            dependencies: ["ImageIngest"]),
+            dependencies: [
+                "ImageIngest",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]),
         .target(
             name: "Storage",
             dependencies: [
@@ -83,6 +91,9 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "RedisClient", "RedisQueue", "Storage", "Worker", "Backends", "JobQueue", "ImageIngest",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),

@@ -15,6 +15,6 @@ struct Imagegen: AsyncParsableCommand {
             WorkerCommand.self, EnqueueCommand.self, StatusCommand.self, WatchCommand.self, ResultCommand.self,
             CancelCommand.self, StatsCommand.self, DeadLetterCommand.self, HistoryCommand.self, PurgeUserCommand.self,
             DeleteJobCommand.self,
-            RetentionCommand.self, IngestCommand.self, DemoCommand.self,
+            RetentionCommand.self, IngestCommand.self, DemoCommand.self, FakeBackendCommand.self,
         ])
 }

@@ -73,8 +73,19 @@ struct WorkerOptions: ParsableArguments {
     var heartbeatSeconds: Double = 2
     @Option(help: "Seconds running jobs may take to finish on shutdown before they are handed back. Default 20.")
     var drainGraceSeconds: Double = 20
-    @Option(help: "Backend: simulated (built in). Default simulated.")
+    @Option(
+        help:
+            "Backend: simulated (built in) or openai (the OpenAI Images API or a server speaking it). Default simulated."
+    )
     var backend: String = "simulated"
+    @Option(help: "OpenAI backend: API root. Default https://api.openai.com/v1.")
+    var openaiBaseUrl: String = "https://api.openai.com/v1"
+    @Option(help: "OpenAI backend: file holding the API key. Env: OPENAI_API_KEY.")
+    var openaiApiKeyFile: String?
+    @Option(help: "OpenAI backend: seconds a whole call may take. Default 300.")
+    var openaiTimeoutSeconds: Double = 300
+    @Option(help: "Model used when a job names none. Default simulated-1, or gpt-image-1 with --backend openai.")
+    var model: String?
     @Option(help: "Simulated backend: mean latency in milliseconds. Default 300.")
     var simLatencyMs: Int = 300
     @Option(help: "Simulated backend: fraction of calls failing with a retryable error. Default 0.")
@@ -106,7 +117,15 @@ struct WorkerOptions: ParsableArguments {
             throw ValidationError(
                 "--max-upload-bytes, --max-upload-pixels, --max-side and --ingest-threads must be positive")
         }
-        guard backend == "simulated" else { throw ValidationError("--backend: only 'simulated' is available") }
+        guard backend == "simulated" || backend == "openai" else {
+            throw ValidationError("--backend: simulated or openai")
+        }
+        if backend == "openai" {
+            guard try openAIKey() != nil else {
+                throw ValidationError("--backend openai needs a key: OPENAI_API_KEY or --openai-api-key-file")
+            }
+            guard openaiTimeoutSeconds > 0 else { throw ValidationError("--openai-timeout-seconds must be positive") }
+        }
         guard store == "redis" || store == "file" else { throw ValidationError("--store: redis or file") }
         guard (0...1).contains(simFailureRate), (0...1).contains(simRateLimitRate), (0...1).contains(simModerationRate),
             simFailureRate + simRateLimitRate + simModerationRate <= 1
@@ -121,6 +140,11 @@ struct WorkerOptions: ParsableArguments {
         configuration.drainGracePeriod = .milliseconds(Int64(drainGraceSeconds * 1000))
         configuration.reportProgress = !noProgress
         configuration.userHashSalt = ProcessInfo.processInfo.environment["IMAGEGEN_USER_HASH_SALT"] ?? ""
+        if let model {
+            configuration.defaultModel = model
+        } else if backend == "openai" {
+            configuration.defaultModel = "gpt-image-1"
+        }
         return configuration
     }
 
@@ -132,13 +156,34 @@ struct WorkerOptions: ParsableArguments {
             limits: limits, normalization: NormalizationOptions(fit: .maxSide(maxSide)), threads: ingestThreads)
     }
 
-    func makeBackend() -> any ImageModelBackend {
+    /// The OpenAI key from the key file, else from `OPENAI_API_KEY`; nil when neither has one.
+    func openAIKey() throws -> String? {
+        if let file = openaiApiKeyFile {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ValidationError("cannot read the OpenAI API key file \(file)")
+            }
+            let key = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            return key.isEmpty ? nil : key
+        }
+        let key = ProcessInfo.processInfo.environment["OPENAI_API_KEY"] ?? ""
+        return key.isEmpty ? nil : key
+    }
+
+    /// The backend, and what to call once the worker has stopped.
+    func makeBackend() throws -> (any ImageModelBackend, @Sendable () async -> Void) {
+        if backend == "openai", let key = try openAIKey() {
+            let backend = OpenAIImagesBackend(
+                configuration: .init(
+                    baseURL: openaiBaseUrl, apiKey: key,
+                    requestTimeout: .milliseconds(Int64(openaiTimeoutSeconds * 1000))))
+            return (backend, { await backend.shutdown() })
+        }
         var configuration = SimulatedBackend.Configuration(
             latency: .milliseconds(Int64(simLatencyMs)), failureRate: simFailureRate,
             seed: UInt64.random(in: 0...UInt64.max))
         configuration.rateLimitRate = simRateLimitRate
         configuration.moderationRate = simModerationRate
-        return SimulatedBackend(configuration: configuration)
+        return (SimulatedBackend(configuration: configuration), {})
     }
 }
 
@@ -174,13 +219,20 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let blobs: any BlobStore =
             worker.store == "file" ? try FileBlobStore(directory: URL(fileURLWithPath: worker.storeDir)) : redisBlobs
+        let (backend, shutdownBackend) = try worker.makeBackend()
         let service = WorkerService(
-            configuration: configuration, queue: queue, backend: worker.makeBackend(), ingestor: worker.makeIngestor(),
+            configuration: configuration, queue: queue, backend: backend, ingestor: worker.makeIngestor(),
             blobs: blobs, logger: logger)
         let group = ServiceGroup(
             configuration: .init(
                 services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint],
                 cancellationSignals: [], logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            await shutdownBackend()
+            throw error
+        }
+        await shutdownBackend()
     }
 }
