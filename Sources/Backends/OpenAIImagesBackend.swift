@@ -39,6 +39,9 @@ public struct OpenAIImagesBackend: ImageModelBackend {
         public var outputCompression: Int?
         /// The largest answer body accepted, in bytes. Default 256 MiB.
         public var maxResponseBytes: Int
+        /// Connections kept to the provider at once, so that as many calls as the worker has
+        /// slots can be in flight (HTTP/1.1 runs one call per connection). Default 256.
+        public var maxConnections: Int = 256
 
         /// Creates a configuration; every argument but the key defaults to the documented default.
         public init(
@@ -84,6 +87,8 @@ public struct OpenAIImagesBackend: ImageModelBackend {
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.timeout = .init(connect: .nanoseconds(Self.nanoseconds(configuration.connectTimeout)))
         clientConfiguration.decompression = .disabled
+        clientConfiguration.connectionPool = .init(
+            idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, configuration.maxConnections))
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         self.pool = BlockingThreadPool(threads: 1)
     }

@@ -172,10 +172,10 @@ struct WorkerOptions: ParsableArguments {
     /// The backend, and what to call once the worker has stopped.
     func makeBackend() throws -> (any ImageModelBackend, @Sendable () async -> Void) {
         if backend == "openai", let key = try openAIKey() {
-            let backend = OpenAIImagesBackend(
-                configuration: .init(
-                    baseURL: openaiBaseUrl, apiKey: key,
-                    requestTimeout: .milliseconds(Int64(openaiTimeoutSeconds * 1000))))
+            var configuration = OpenAIImagesBackend.Configuration(
+                baseURL: openaiBaseUrl, apiKey: key, requestTimeout: .milliseconds(Int64(openaiTimeoutSeconds * 1000)))
+            configuration.maxConnections = max(slots, 8)  // one connection per call in flight
+            let backend = OpenAIImagesBackend(configuration: configuration)
             return (backend, { await backend.shutdown() })
         }
         var configuration = SimulatedBackend.Configuration(
