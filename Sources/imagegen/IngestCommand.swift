@@ -23,6 +23,7 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: "Fit inside WIDTHxHEIGHT instead of --max-side.") var fit: String?
     @Flag(help: "Normalize opaque images to JPEG instead of PNG.") var jpeg = false
     @Flag(help: "Check the files as edit masks (PNG with alpha).") var mask = false
+    @OptionGroup var png: PNGOutputOptions
 
     func validate() throws {
         if let fit, FitPolicy.Size(parsing: fit) == nil { throw ValidationError("--fit: WIDTHxHEIGHT, e.g. 1024x1024") }
@@ -37,7 +38,9 @@ struct IngestCommand: AsyncParsableCommand {
         let policy =
             fit.flatMap(FitPolicy.Size.init(parsing:)).map { FitPolicy.allowedSizes([$0]) } ?? .maxSide(maxSide)
         let ingestor = ImageIngestor(
-            limits: limits, normalization: NormalizationOptions(fit: policy, output: jpeg ? .jpeg(quality: 90) : .png))
+            limits: limits,
+            normalization: NormalizationOptions(
+                fit: policy, output: jpeg ? .jpeg(quality: 90) : .png, png: png.encoding))
         if let out { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
         var refused = 0
         for path in files {
@@ -128,3 +131,23 @@ extension FitPolicy.Size {
         self.init(width: width, height: height)
     }
 }
+
+/// How normalized PNGs are compressed; shared by `ingest` and `worker`.
+struct PNGOutputOptions: ParsableArguments {
+    @Option(help: "zlib level of normalized PNGs, 0 (stored) to 9. Default 6.")
+    var pngLevel: Int = PNGEncoding().level
+    @Option(
+        help: """
+            PNG compression: automatic (per image: run-length coding for photos, deflate for \
+            screenshots), rle or deflate. Default automatic.
+            """)
+    var pngStrategy: PNGEncoding.Strategy = PNGEncoding().strategy
+
+    func validate() throws {
+        guard (0...9).contains(pngLevel) else { throw ValidationError("--png-level: 0 to 9") }
+    }
+
+    var encoding: PNGEncoding { PNGEncoding(level: pngLevel, strategy: pngStrategy) }
+}
+
+extension PNGEncoding.Strategy: ExpressibleByArgument {}

@@ -110,6 +110,7 @@ struct WorkerOptions: ParsableArguments {
     var maxSide: Int = 1536
     @Option(help: "Threads decoding uploads: also the most images decoded at once. Default 2.")
     var ingestThreads: Int = 2
+    @OptionGroup var png: PNGOutputOptions
 
     func validate() throws {
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
@@ -153,7 +154,8 @@ struct WorkerOptions: ParsableArguments {
         limits.maxBytes = maxUploadBytes
         limits.maxPixels = maxUploadPixels
         return ImageIngestor(
-            limits: limits, normalization: NormalizationOptions(fit: .maxSide(maxSide)), threads: ingestThreads)
+            limits: limits, normalization: NormalizationOptions(fit: .maxSide(maxSide), png: png.encoding),
+            threads: ingestThreads)
     }
 
     /// The OpenAI key from the key file, else from `OPENAI_API_KEY`; nil when neither has one.
