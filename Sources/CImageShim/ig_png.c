@@ -2,6 +2,7 @@
 #include "ig_internal.h"
 
 #include <png.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -477,6 +478,252 @@ static int ig_png_prefers_rle(const uint8_t *rgba, uint32_t width, uint32_t heig
     return rle != SIZE_MAX && rle <= deflated;
 }
 
+/* ---- Filtering and compression of the image data ----------------------------------------------- */
+
+enum { IG_FILTER_NONE = 0, IG_FILTER_SUB = 1, IG_FILTER_UP = 2, IG_FILTER_AVERAGE = 3, IG_FILTER_PAETH = 4 };
+
+/*
+ * Filters one row of `width` pixels taken from RGBA rows (the first `channels` bytes of each pixel)
+ * into `out`: the filter type byte, then the filtered bytes. `above` is NULL for the first row of
+ * the image. `adaptive` tries all five filters and keeps the one with the smallest sum of absolute
+ * values (libpng's heuristic); otherwise Paeth. `scratch` holds 5 rows of width * channels bytes.
+ */
+static void ig_filter_row(
+    const uint8_t *row, const uint8_t *above, uint32_t width, int channels, int adaptive, uint8_t *scratch,
+    uint8_t *out) {
+    size_t n = (size_t)width * (size_t)channels;
+    int first = adaptive ? IG_FILTER_NONE : IG_FILTER_PAETH;
+    int best = IG_FILTER_PAETH;
+    uint64_t best_sum = UINT64_MAX;
+    for (int filter = first; filter <= IG_FILTER_PAETH; filter++) {
+        uint8_t *dst = adaptive ? scratch + (size_t)filter * n : out + 1;
+        uint64_t sum = 0;
+        size_t i = 0;
+        for (uint32_t x = 0; x < width; x++) {
+            for (int c = 0; c < channels; c++, i++) {
+                int value = row[x * 4u + c];
+                int left = x > 0 ? row[(x - 1) * 4u + c] : 0;
+                int up = above != NULL ? above[x * 4u + c] : 0;
+                int diagonal = (above != NULL && x > 0) ? above[(x - 1) * 4u + c] : 0;
+                int predicted = 0;
+                switch (filter) {
+                case IG_FILTER_SUB: predicted = left; break;
+                case IG_FILTER_UP: predicted = up; break;
+                case IG_FILTER_AVERAGE: predicted = (left + up) >> 1; break;
+                case IG_FILTER_PAETH: predicted = ig_paeth(left, up, diagonal); break;
+                default: break;
+                }
+                uint8_t residual = (uint8_t)(value - predicted);
+                dst[i] = residual;
+                sum += residual < 128 ? residual : 256u - residual;
+            }
+        }
+        if (sum < best_sum) {
+            best_sum = sum;
+            best = filter;
+        }
+    }
+    out[0] = (uint8_t)best;
+    if (adaptive) {
+        memcpy(out + 1, scratch + (size_t)best * n, n);
+    }
+}
+
+/*
+ * One band of rows, filtered and deflated on its own so that bands compress in parallel. The first
+ * band carries the zlib header; every band but the last ends with a sync flush on a byte boundary
+ * and the last with the final block, so the bands concatenate into one deflate stream (the way
+ * pigz does it). A band after the first is primed with the last 32 KB of the band before it.
+ */
+typedef struct ig_deflate_band {
+    const uint8_t *rgba;
+    uint32_t width;
+    uint32_t first_row;
+    uint32_t rows;
+    int channels;
+    int level;
+    int strategy; /* zlib strategy */
+    int adaptive;
+    int is_first;
+    int is_last;
+    uint8_t *filtered; /* rows * (1 + width * channels) bytes */
+    size_t filtered_length;
+    const uint8_t *dictionary;
+    size_t dictionary_length;
+    uint8_t *out;
+    size_t out_length;
+    uLong adler;
+    int ok;
+} ig_deflate_band;
+
+static void ig_filter_band(ig_deflate_band *band) {
+    size_t n = (size_t)band->width * (size_t)band->channels;
+    uint8_t *scratch = band->adaptive ? malloc(5u * n) : NULL;
+    if (band->adaptive && scratch == NULL) {
+        return;
+    }
+    for (uint32_t r = 0; r < band->rows; r++) {
+        uint32_t y = band->first_row + r;
+        const uint8_t *row = band->rgba + (size_t)y * band->width * 4u;
+        const uint8_t *above = y > 0 ? row - (size_t)band->width * 4u : NULL;
+        ig_filter_row(row, above, band->width, band->channels, band->adaptive, scratch,
+                      band->filtered + (size_t)r * (n + 1u));
+    }
+    free(scratch);
+    band->filtered_length = (size_t)band->rows * (n + 1u);
+}
+
+static void *ig_deflate_band_run(void *argument) {
+    ig_deflate_band *band = argument;
+    band->ok = 0;
+    z_stream stream;
+    memset(&stream, 0, sizeof(stream));
+    if (deflateInit2(&stream, band->level, Z_DEFLATED, band->is_first ? 15 : -15, 8, band->strategy) != Z_OK) {
+        return NULL;
+    }
+    if (band->dictionary_length > 0 &&
+        deflateSetDictionary(&stream, band->dictionary, (uInt)band->dictionary_length) != Z_OK) {
+        deflateEnd(&stream);
+        return NULL;
+    }
+    uLong bound = deflateBound(&stream, (uLong)band->filtered_length) + 16u;
+    band->out = malloc(bound);
+    if (band->out == NULL) {
+        deflateEnd(&stream);
+        return NULL;
+    }
+    stream.next_in = band->filtered;
+    stream.avail_in = (uInt)band->filtered_length;
+    stream.next_out = band->out;
+    stream.avail_out = (uInt)bound;
+    int flush = band->is_last ? Z_FINISH : Z_SYNC_FLUSH;
+    int result = deflate(&stream, flush);
+    if ((band->is_last && result == Z_STREAM_END) || (!band->is_last && result == Z_OK && stream.avail_in == 0)) {
+        band->out_length = (size_t)stream.total_out;
+        band->ok = 1;
+    }
+    deflateEnd(&stream);
+    band->adler = adler32(adler32(0L, Z_NULL, 0), band->filtered, (uInt)band->filtered_length);
+    return NULL;
+}
+
+/* Filtered and compressed image data: the whole zlib stream for the IDAT chunks. */
+static int ig_png_compress(
+    const uint8_t *rgba, uint32_t width, uint32_t height, int channels, int level, int rle, int threads,
+    uint8_t **out, size_t *out_length) {
+    size_t n = (size_t)width * (size_t)channels;
+    if (n + 1u > (size_t)UINT32_MAX / 2u) {
+        return IG_ERR_TOO_MANY_PIXELS;
+    }
+    /* A second band only pays for its thread on a big enough image. */
+    int bands = (threads > 1 && (uint64_t)width * height >= (1u << 18) && height >= 2) ? 2 : 1;
+    /* zlib takes at most 4 GB per call: keep each band well below. */
+    while ((uint64_t)height / (uint64_t)bands * (n + 1u) > (1u << 30) && bands < (int)height) {
+        bands *= 2;
+    }
+    ig_deflate_band *band = calloc((size_t)bands, sizeof(ig_deflate_band));
+    if (band == NULL) {
+        return IG_ERR_OUT_OF_MEMORY;
+    }
+    int code = IG_OK;
+    for (int b = 0; b < bands; b++) {
+        band[b].rgba = rgba;
+        band[b].width = width;
+        band[b].first_row = (uint32_t)((uint64_t)height * (uint64_t)b / (uint64_t)bands);
+        band[b].rows = (uint32_t)((uint64_t)height * (uint64_t)(b + 1) / (uint64_t)bands) - band[b].first_row;
+        band[b].channels = channels;
+        band[b].level = level;
+        band[b].strategy = level == 0 ? Z_DEFAULT_STRATEGY : (rle ? Z_RLE : Z_FILTERED);
+        band[b].adaptive = level > 0 && !rle;
+        band[b].is_first = b == 0;
+        band[b].is_last = b == bands - 1;
+        band[b].filtered = malloc((size_t)band[b].rows * (n + 1u) + 1u);
+        if (band[b].filtered == NULL) {
+            code = IG_ERR_OUT_OF_MEMORY;
+        }
+    }
+    if (code == IG_OK) {
+        /* Filtering first: each band's dictionary is the filtered data just before it. */
+        for (int b = 0; b < bands; b++) {
+            if (level == 0) {
+                for (uint32_t r = 0; r < band[b].rows; r++) {
+                    uint8_t *dst = band[b].filtered + (size_t)r * (n + 1u);
+                    const uint8_t *row = rgba + (size_t)(band[b].first_row + r) * width * 4u;
+                    dst[0] = IG_FILTER_NONE;
+                    for (uint32_t x = 0; x < width; x++) {
+                        memcpy(dst + 1 + (size_t)x * channels, row + (size_t)x * 4u, (size_t)channels);
+                    }
+                }
+                band[b].filtered_length = (size_t)band[b].rows * (n + 1u);
+            } else {
+                ig_filter_band(&band[b]);
+            }
+            if (band[b].filtered_length != (size_t)band[b].rows * (n + 1u)) {
+                code = IG_ERR_OUT_OF_MEMORY;
+            }
+        }
+    }
+    if (code == IG_OK) {
+        for (int b = 1; b < bands; b++) {
+            size_t previous = band[b - 1].filtered_length;
+            size_t length = previous < 32768u ? previous : 32768u;
+            band[b].dictionary = band[b - 1].filtered + previous - length;
+            band[b].dictionary_length = rle ? 0 : length; /* run-length coding looks back one byte only */
+        }
+        pthread_t helper;
+        int helper_started = 0;
+        if (bands == 2 && pthread_create(&helper, NULL, ig_deflate_band_run, &band[1]) == 0) {
+            helper_started = 1;
+        }
+        for (int b = 0; b < bands; b++) {
+            if (b == 1 && helper_started) {
+                continue;
+            }
+            ig_deflate_band_run(&band[b]);
+        }
+        if (helper_started) {
+            pthread_join(helper, NULL);
+        }
+        size_t total = 4u;
+        for (int b = 0; b < bands; b++) {
+            if (!band[b].ok) {
+                code = IG_ERR_OUT_OF_MEMORY;
+            }
+            total += band[b].out_length;
+        }
+        uint8_t *data = code == IG_OK ? malloc(total) : NULL;
+        if (code == IG_OK && data == NULL) {
+            code = IG_ERR_OUT_OF_MEMORY;
+        }
+        if (code == IG_OK) {
+            size_t used = 0;
+            uLong adler = band[0].adler;
+            for (int b = 0; b < bands; b++) {
+                memcpy(data + used, band[b].out, band[b].out_length);
+                used += band[b].out_length;
+                if (b > 0) {
+                    adler = adler32_combine(adler, band[b].adler, (z_off_t)band[b].filtered_length);
+                }
+            }
+            if (bands > 1) {
+                /* The first band's zlib stream was not finished: append the trailer for all of it. */
+                data[used++] = (uint8_t)(adler >> 24);
+                data[used++] = (uint8_t)(adler >> 16);
+                data[used++] = (uint8_t)(adler >> 8);
+                data[used++] = (uint8_t)adler;
+            }
+            *out = data;
+            *out_length = used;
+        }
+    }
+    for (int b = 0; b < bands; b++) {
+        free(band[b].filtered);
+        free(band[b].out);
+    }
+    free(band);
+    return code;
+}
+
 int ig_png_encode_rgba(
     const uint8_t *rgba, uint32_t width, uint32_t height, int has_alpha, const ig_png_encode_options *opts,
     ig_buffer *out, char *errbuf, size_t errlen) {
@@ -506,21 +753,33 @@ int ig_png_encode_rgba(
         }
     }
 
+    uint8_t *idat = NULL;
+    size_t idat_length = 0;
+    int threads = opts != NULL ? opts->threads : 1;
+    int code = ig_png_compress(rgba, width, height, channels, level, rle, threads, &idat, &idat_length);
+    if (code != IG_OK) {
+        return ig_fail(code, errbuf, errlen, "cannot compress a %ux%u image", width, height);
+    }
+
+    /* libpng writes the signature, IHDR and the chunk framing with CRCs; the data is ours. */
     ig_png_writer state;
     ig_png_writer *const writer = &state;
     memset(writer, 0, sizeof(*writer));
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, writer, ig_png_write_error, ig_png_warning);
     if (png == NULL) {
+        free(idat);
         return ig_fail(IG_ERR_OUT_OF_MEMORY, errbuf, errlen, "cannot create the PNG writer");
     }
     png_infop info = png_create_info_struct(png);
     if (info == NULL) {
         png_destroy_write_struct(&png, NULL);
+        free(idat);
         return ig_fail(IG_ERR_OUT_OF_MEMORY, errbuf, errlen, "cannot create the PNG writer");
     }
     if (setjmp(writer->jump)) {
         png_destroy_write_struct(&png, &info);
         free(writer->data);
+        free(idat);
         return ig_fail(ig_png_classify(writer->message), errbuf, errlen, "PNG encoding failed: %s", writer->message);
     }
 
@@ -528,26 +787,16 @@ int ig_png_encode_rgba(
     png_set_IHDR(
         png, info, width, height, 8, has_alpha ? PNG_COLOR_TYPE_RGBA : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
         PNG_COMPRESSION_TYPE_BASE, PNG_FILTER_TYPE_BASE);
-    png_set_compression_level(png, level);
-    if (level == 0) {
-        png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_NONE);
-    } else if (rle) {
-        png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_PAETH);
-        png_set_compression_strategy(png, Z_RLE);
-    } else {
-        png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_ALL_FILTERS);
-        png_set_compression_strategy(png, Z_FILTERED);
-    }
     /* Untagged output means sRGB to every reader; no other chunk is written. */
     png_write_info(png, info);
-    if (!has_alpha) {
-        png_set_filler(png, 0, PNG_FILLER_AFTER); /* drop the 4th byte of each input pixel */
+    const size_t chunk = 256u * 1024u;
+    for (size_t offset = 0; offset < idat_length; offset += chunk) {
+        size_t length = idat_length - offset < chunk ? idat_length - offset : chunk;
+        png_write_chunk(png, (png_const_bytep) "IDAT", idat + offset, length);
     }
-    for (uint32_t y = 0; y < height; y++) {
-        png_write_row(png, (png_const_bytep)(rgba + (size_t)y * width * 4u));
-    }
-    png_write_end(png, NULL);
+    png_write_chunk(png, (png_const_bytep) "IEND", NULL, 0);
     png_destroy_write_struct(&png, &info);
+    free(idat);
 
     uint8_t *shrunk = realloc(writer->data, writer->length > 0 ? writer->length : 1);
     out->data = shrunk != NULL ? shrunk : writer->data;

@@ -180,13 +180,36 @@ public struct ImageIngestor: Sendable {
     }
 
     /// Rows read from `decoder` in batches and fed to the resampler; every row is read, so damage at
-    /// the end of the file is still found.
+    /// the end of the file is still found. Large images are decoded on a second thread, a few batches
+    /// ahead of the resampler.
     private static func resizeWhileDecoding(
         _ decoder: RowDecoder, to target: (width: Int, height: Int), cmykProfile: [UInt8]?
     ) throws -> RGBAImage {
         let width = decoder.width
         let height = decoder.height
         let rowBytes = width * 4
+        var convert: ((UnsafeMutableRawPointer, Int) throws(IngestError) -> Void)?
+        if let cmykProfile {
+            convert = { (batch, rows) throws(IngestError) in
+                let cmyk = RGBAImage(
+                    width: width, height: rows,
+                    pixels: Array(UnsafeRawBufferPointer(start: batch, count: rows * rowBytes)))
+                let rgb = try ColorConverter.toSRGB(cmyk, iccProfile: cmykProfile, isCMYK: true)
+                rgb.pixels.withUnsafeBytes { batch.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            }
+        }
+
+        if width * height >= prefetchThreshold {
+            let prefetcher = RowPrefetcher(decoder: decoder, convert: convert)
+            prefetcher.start()
+            defer { prefetcher.stop() }
+            let image = try Resampler.scale(
+                inWidth: width, inHeight: height, outWidth: target.width, outHeight: target.height
+            ) { row throws(IngestError) in try prefetcher.row(row) }
+            try prefetcher.finish()
+            return image
+        }
+
         let batchRows = 16
         let batch = UnsafeMutableRawPointer.allocate(byteCount: batchRows * rowBytes, alignment: 16)
         defer { batch.deallocate() }
@@ -196,13 +219,7 @@ public struct ImageIngestor: Sendable {
             batchStart = row
             batchCount = min(batchRows, height - row)
             try decoder.read(into: batch, rows: batchCount)
-            if let cmykProfile {
-                let cmyk = RGBAImage(
-                    width: width, height: batchCount,
-                    pixels: Array(UnsafeRawBufferPointer(start: batch, count: batchCount * rowBytes)))
-                let rgb = try ColorConverter.toSRGB(cmyk, iccProfile: cmykProfile, isCMYK: true)
-                rgb.pixels.withUnsafeBytes { batch.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-            }
+            try convert?(batch, batchCount)
         }
         let image = try Resampler.scale(
             inWidth: width, inHeight: height, outWidth: target.width, outHeight: target.height
@@ -215,4 +232,7 @@ public struct ImageIngestor: Sendable {
         }
         return image
     }
+
+    /// Images with at least this many decoded pixels are decoded on a second thread while resizing.
+    static let prefetchThreshold = 1 << 20
 }

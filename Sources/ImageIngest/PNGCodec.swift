@@ -90,7 +90,8 @@ public enum PNGCodec {
         }
         var output = ig_buffer()
         var shimOptions = ig_png_encode_options(
-            level: Int32(min(9, max(0, options.level))), strategy: options.strategy.shimValue)
+            level: Int32(min(9, max(0, options.level))), strategy: options.strategy.shimValue,
+            threads: Int32(min(2, max(1, options.threads))))
         let result = IngestError.callShim { errbuf, errlen in
             image.pixels.withUnsafeBufferPointer { pixels in
                 ig_png_encode_rgba(
@@ -137,10 +138,15 @@ public struct PNGEncoding: Sendable, Hashable {
     public var level: Int
     /// Default ``Strategy/automatic``.
     public var strategy: Strategy
+    /// Threads compressing one image of at least 2^18 pixels: 2 (the default) filters and
+    /// compresses its two halves at once, concatenated into one zlib stream; 1 uses the calling
+    /// thread only.
+    public var threads: Int
 
-    /// Creates PNG encoding options; the defaults are level 6, automatic strategy.
-    public init(level: Int = 6, strategy: Strategy = .automatic) {
+    /// Creates PNG encoding options; the defaults are level 6, automatic strategy, 2 threads.
+    public init(level: Int = 6, strategy: Strategy = .automatic, threads: Int = 2) {
         self.level = level
         self.strategy = strategy
+        self.threads = threads
     }
 }

@@ -74,6 +74,24 @@ struct PNGCodecTests {
         }
     }
 
+    /// Images of at least 2^18 pixels are compressed in two bands at once, joined into one stream.
+    @Test(arguments: PNGEncoding.Strategy.allCases, [0, 6])
+    func largeImagesCompressedInTwoBandsRoundTrip(strategy: PNGEncoding.Strategy, level: Int) throws {
+        for image in [Self.noisyGradient(width: 613, height: 509), Self.repeatedPattern(width: 613, height: 509)] {
+            for alpha in [true, false] {
+                let twoBands = try PNGCodec.encode(
+                    image, keepAlpha: alpha, options: PNGEncoding(level: level, strategy: strategy, threads: 2))
+                let oneBand = try PNGCodec.encode(
+                    image, keepAlpha: alpha, options: PNGEncoding(level: level, strategy: strategy, threads: 1))
+                #expect(try PNGCodec.decode(twoBands) == image)
+                #expect(try PNGCodec.decode(oneBand) == image)
+                // The second band starts without the first's run (and, for deflate, with its last
+                // 32 KB as dictionary): a few bytes apart at most.
+                #expect(abs(twoBands.count - oneBand.count) * 100 <= oneBand.count + 1000)
+            }
+        }
+    }
+
     @Test func levelZeroStoresAndHigherLevelsCompress() throws {
         let image = Self.repeatedPattern(width: 200, height: 120)
         let stored = try PNGCodec.encode(image, keepAlpha: false, options: PNGEncoding(level: 0))

@@ -99,12 +99,15 @@ typedef enum ig_png_strategy {
 typedef struct ig_png_encode_options {
     int level;    /* zlib level 0-9; 0 stores the rows uncompressed and unfiltered */
     int strategy; /* an ig_png_strategy */
+    int threads;  /* 2 compresses the two halves of a large image at once; 0 or 1 one thread */
 } ig_png_encode_options;
 
 /*
  * Encodes `width * height` RGBA8 pixels as PNG. With has_alpha == 0 the alpha channel is dropped
- * and an RGB PNG is written. `opts` NULL means level 6, automatic strategy. The output carries no
- * metadata: only IHDR, IDAT and IEND.
+ * and an RGB PNG is written. `opts` NULL means level 6, automatic strategy, one thread. The output
+ * carries no metadata: only IHDR, IDAT and IEND. libpng writes the signature, the header and the
+ * chunks; the rows are filtered here (Paeth for run-length coding, libpng's adaptive heuristic for
+ * deflate) and compressed with zlib in one or two bands, concatenated into one zlib stream.
  */
 int ig_png_encode_rgba(
     const uint8_t *rgba, uint32_t width, uint32_t height, int has_alpha, const ig_png_encode_options *opts,
