@@ -49,19 +49,30 @@ public struct NormalizationOptions: Sendable, Hashable {
 ///
 /// Trailing bytes after a JPEG's end marker or a PNG's `IEND` are ignored (they are never part of
 /// the output). The codec work runs on the ingestor's own ``BlockingThreadPool``, never on Swift's
-/// cooperative pool; its thread count also bounds how many images are decoded at once.
+/// cooperative pool; its thread count bounds how many images are decoded at once, and a
+/// ``PixelBudget`` bounds how many pixels (so how much memory).
 public struct ImageIngestor: Sendable {
     /// The limits applied to every input.
     public let limits: IngestLimits
     /// How accepted images are normalized.
     public let normalization: NormalizationOptions
+    /// The pixels decoded at once, across every call.
+    public let pixelBudget: PixelBudget
     private let pool: BlockingThreadPool
 
+    /// The default ``pixelBudget``: 80 megapixels, two images at the largest default size.
+    public static let defaultPixelBudget = 80_000_000
+
     /// Creates an ingestor with `threads` codec threads (at least one): at most that many images
-    /// are decoded at once, whatever the number of jobs.
-    public init(limits: IngestLimits = .init(), normalization: NormalizationOptions = .init(), threads: Int = 2) {
+    /// are decoded at once, whatever the number of jobs, and at most `pixelBudget` pixels (an image
+    /// larger than the budget is decoded alone).
+    public init(
+        limits: IngestLimits = .init(), normalization: NormalizationOptions = .init(), threads: Int = 2,
+        pixelBudget: Int = ImageIngestor.defaultPixelBudget
+    ) {
         self.limits = limits
         self.normalization = normalization
+        self.pixelBudget = PixelBudget(capacity: pixelBudget)
         self.pool = BlockingThreadPool(threads: threads)
     }
 
@@ -87,8 +98,13 @@ public struct ImageIngestor: Sendable {
         if role == .mask && format != .png {
             throw IngestError(.unsupportedFormat, "the mask is \(format.rawValue.uppercased()); a mask must be a PNG")
         }
-        return try await pool.run {
-            try Self.normalize(bytes, role: role, limits: limits, normalization: normalization)
+        // The declared size, read from the header alone: what the decode will cost at most (an
+        // image over the limits is refused before any pixel is decoded).
+        let pixels = (try? ImageHeader(reading: bytes)).map { min($0.width * $0.height, limits.maxPixels) } ?? 1
+        return try await pixelBudget.withPixels(pixels) {
+            try await pool.run {
+                try Self.normalize(bytes, role: role, limits: limits, normalization: normalization)
+            }
         }
     }
 

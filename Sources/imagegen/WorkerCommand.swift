@@ -110,13 +110,17 @@ struct WorkerOptions: ParsableArguments {
     var maxSide: Int = 1536
     @Option(help: "Threads decoding uploads: also the most images decoded at once. Default 2.")
     var ingestThreads: Int = 2
+    @Option(
+        help: "Most upload pixels decoded at once across all jobs; a larger image is decoded alone. Default 80000000.")
+    var ingestPixelBudget: Int = ImageIngestor.defaultPixelBudget
     @OptionGroup var png: PNGOutputOptions
 
     func validate() throws {
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
-        guard maxUploadBytes > 0, maxUploadPixels > 0, maxSide > 0, ingestThreads > 0 else {
+        guard maxUploadBytes > 0, maxUploadPixels > 0, maxSide > 0, ingestThreads > 0, ingestPixelBudget > 0 else {
             throw ValidationError(
-                "--max-upload-bytes, --max-upload-pixels, --max-side and --ingest-threads must be positive")
+                "--max-upload-bytes, --max-upload-pixels, --max-side, --ingest-threads and --ingest-pixel-budget must be positive"
+            )
         }
         guard backend == "simulated" || backend == "openai" else {
             throw ValidationError("--backend: simulated or openai")
@@ -155,7 +159,7 @@ struct WorkerOptions: ParsableArguments {
         limits.maxPixels = maxUploadPixels
         return ImageIngestor(
             limits: limits, normalization: NormalizationOptions(fit: .maxSide(maxSide), png: png.encoding),
-            threads: ingestThreads)
+            threads: ingestThreads, pixelBudget: ingestPixelBudget)
     }
 
     /// The OpenAI key from the key file, else from `OPENAI_API_KEY`; nil when neither has one.
