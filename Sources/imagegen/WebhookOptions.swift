@@ -90,7 +90,7 @@ struct WebhookOptions: ParsableArguments {
         var configuration = WebhookDispatcher.Configuration()
         configuration.concurrency = concurrency ?? 8
         configuration.requestTimeout = .milliseconds(Int64(webhookTimeoutSeconds * 1000))
-        configuration.lease = configuration.requestTimeout * 2 + .seconds(30)
+        configuration.lease = configuration.requestTimeout * 2 + .seconds(5)
         configuration.policy = WebhookTargetPolicy(allowPrivateTargets: allowPrivateTargets)
         return WebhookDispatcher(
             configuration: configuration, queue: queue, signer: WebhookSigner(secrets: secrets), logger: logger)
