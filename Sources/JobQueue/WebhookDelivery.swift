@@ -63,7 +63,7 @@ public enum WebhookOutcome: Sendable, Equatable {
 public struct WebhookClaim: Sendable {
     /// The deliveries now leased to the caller.
     public var deliveries: [WebhookDelivery]
-    /// When the next delivery falls due, if any is scheduled and none was claimable now.
+    /// When fewer than asked were claimed: how soon the earliest remaining delivery (or lease) falls due.
     public var nextDueIn: Duration?
 
     public init(deliveries: [WebhookDelivery], nextDueIn: Duration?) {

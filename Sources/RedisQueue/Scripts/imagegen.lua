@@ -752,7 +752,7 @@ end
 -- webhook_claim: ARGV = dispatcher id, max deliveries, lease ms
 -- Leases due deliveries: each gets a fresh fencing token and its due time moves to the lease's end,
 -- so a dispatcher that dies leaves it to be claimed again (same message id, same attempt).
--- Reply: { wait hint ms (-1: nothing scheduled), then per delivery: job id, token, attempt,
+-- Reply: { wait hint ms (-1: nothing scheduled; set when fewer than asked were claimed), then per delivery: job id, token, attempt,
 --          message id, url, state, user, at ms, code, result JSON, metadata JSON }
 local function webhook_claim(keys, args)
   local P = keys[1]
@@ -787,8 +787,9 @@ local function webhook_claim(keys, args)
       claimed = claimed + 1
     end
   end
-  if claimed < want then redis.call('DEL', P .. ':wh:wake') end
-  if claimed == 0 then
+  if claimed < want then
+    -- Stale wake-ups go; the hint says when the earliest delivery (or lease) falls due.
+    redis.call('DEL', P .. ':wh:wake')
     local head = redis.call('ZRANGE', due_key, 0, 0, 'WITHSCORES')
     if #head > 0 then reply[1] = math.max(0, tonumber(head[2]) - now) end
   end
