@@ -49,11 +49,9 @@ public final class WebhookDispatcher: Service, Sendable {
     private let configuration: Configuration
     private let queue: any WebhookDeliveryQueue
     private let signer: WebhookSigner
-    private let client: HTTPClient
     private let logger: Logger
 
-    /// A dispatcher with an HTTP client of its own on NIO's shared event loops. The client never
-    /// follows redirects and shuts down when ``run()`` returns.
+    /// A dispatcher; nothing runs and no connection opens until ``run()``.
     public init(
         configuration: Configuration, queue: any WebhookDeliveryQueue, signer: WebhookSigner, logger: Logger
     ) {
@@ -63,6 +61,11 @@ public final class WebhookDispatcher: Service, Sendable {
         var logger = logger
         logger[metadataKey: "webhooks.dispatcher"] = "\(configuration.dispatcherID)"
         self.logger = logger
+    }
+
+    /// The HTTP client of one ``run()``, on NIO's shared event loops: never follows redirects,
+    /// never decompresses.
+    private func makeClient() -> HTTPClient {
         var clientConfiguration = HTTPClient.Configuration()
         clientConfiguration.redirectConfiguration = .disallow
         clientConfiguration.decompression = .disabled
@@ -72,7 +75,7 @@ public final class WebhookDispatcher: Service, Sendable {
         clientConfiguration.connectionPool = .init(
             idleTimeout: .seconds(30),
             concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, configuration.concurrency))
-        self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
     }
 
     public func run() async throws {
@@ -82,6 +85,7 @@ public final class WebhookDispatcher: Service, Sendable {
                 "webhooks.concurrency": "\(configuration.concurrency)",
                 "webhooks.allow_private": "\(configuration.policy.allowPrivateTargets)",
             ])
+        let client = makeClient()
         let running = InFlightCount()
         let (freed, freedContinuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         await withDiscardingTaskGroup { group in
@@ -113,7 +117,7 @@ public final class WebhookDispatcher: Service, Sendable {
                 for delivery in claim.deliveries {
                     running.add(1)
                     group.addTask {
-                        await self.attempt(delivery)
+                        await self.attempt(delivery, client: client)
                         running.add(-1)
                         freedContinuation.yield()
                     }
@@ -139,12 +143,12 @@ public final class WebhookDispatcher: Service, Sendable {
 
     /// Makes one attempt and reports it; reports nothing when the task was canceled (the lease
     /// runs out and the delivery is claimed again).
-    func attempt(_ delivery: WebhookDelivery) async {
+    func attempt(_ delivery: WebhookDelivery, client: HTTPClient) async {
         var logger = self.logger
         logger[metadataKey: "job.id"] = "\(delivery.jobID)"
         logger[metadataKey: "webhook.id"] = "\(delivery.messageID)"
         logger[metadataKey: "webhook.attempt"] = "\(delivery.attempt)"
-        let outcome = await send(delivery, logger: logger)
+        let outcome = await send(delivery, client: client)
         if Task.isCancelled { return }
         switch outcome {
         case .delivered(let status):
@@ -174,7 +178,7 @@ public final class WebhookDispatcher: Service, Sendable {
     }
 
     /// Checks the target, signs and sends the request, and decides what the answer means.
-    func send(_ delivery: WebhookDelivery, logger: Logger) async -> WebhookOutcome {
+    func send(_ delivery: WebhookDelivery, client: HTTPClient) async -> WebhookOutcome {
         let schedule = configuration.schedule
         do {
             try await configuration.policy.check(delivery.url)
@@ -194,7 +198,6 @@ public final class WebhookDispatcher: Service, Sendable {
             headers.add(name: name, value: value)
         }
         let url = delivery.url
-        let client = self.client
         let timeout = configuration.requestTimeout
         let limit = configuration.maxResponseBytes
         do {
