@@ -68,6 +68,9 @@ struct ProcessTests {
         #expect(requests.count == 2)
         #expect(requests.count == 2 && requests[0].headers["webhook-id"] == requests[1].headers["webhook-id"])
         #expect(delivery["attempts"] == "1")  // the dead process's attempt was never reported
+        let status = try await cli(["status", id, "--json", "--redis", SharedRedis.url, "--queue", fixture.queue.name])
+        #expect((status["webhook"] as? [String: String])?["status"] == "delivered")
+        #expect((status["webhook"] as? [String: String])?["url"] == nil)
         let last = try #require(requests.last)
         #expect(
             WebhookSigner.verify(
