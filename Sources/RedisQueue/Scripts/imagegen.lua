@@ -752,8 +752,9 @@ end
 -- webhook_claim: ARGV = dispatcher id, max deliveries, lease ms
 -- Leases due deliveries: each gets a fresh fencing token and its due time moves to the lease's end,
 -- so a dispatcher that dies leaves it to be claimed again (same message id, same attempt).
--- Reply: { wait hint ms (-1: nothing scheduled; set when fewer than asked were claimed), then per delivery: job id, token, attempt,
---          message id, url, state, user, at ms, code, result JSON, metadata JSON }
+-- Reply: { wait hint ms (when fewer than asked were claimed: until the earliest due time or lease
+--          end; -1: nothing scheduled), then per delivery: job id, token, attempt, message id, url,
+--          state, user, at ms, code, result JSON, metadata JSON }
 local function webhook_claim(keys, args)
   local P = keys[1]
   local c = config(P)
