@@ -29,8 +29,8 @@ public final class WebhookDispatcher: Service, Sendable {
         public var concurrency: Int = 8
         /// The longest one request may take, connection included. Default 10 s.
         public var requestTimeout: Duration = .seconds(10)
-        /// How long a claimed delivery stays leased; must exceed the request timeout and the DNS
-        /// check. Default 60 s.
+        /// How long a claimed delivery stays leased; must exceed the request timeout plus the
+        /// policy's resolution timeout. Default 60 s.
         public var lease: Duration = .seconds(60)
         /// The longest wait for work before claiming again. Default 5 s.
         public var idleWait: Duration = .seconds(5)

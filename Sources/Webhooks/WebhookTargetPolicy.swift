@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -55,9 +56,12 @@ public enum IPAddress: Sendable, Hashable, CustomStringConvertible {
 public struct WebhookTargetPolicy: Sendable, Equatable {
     /// Allow every address, loopback and private ones included. Default false.
     public var allowPrivateTargets: Bool = false
+    /// The longest wait for the host's addresses. Default 5 s.
+    public var resolutionTimeout: Duration = .seconds(5)
 
-    public init(allowPrivateTargets: Bool = false) {
+    public init(allowPrivateTargets: Bool = false, resolutionTimeout: Duration = .seconds(5)) {
         self.allowPrivateTargets = allowPrivateTargets
+        self.resolutionTimeout = resolutionTimeout
     }
 
     /// The parts of a URL the policy needs.
@@ -84,7 +88,8 @@ public struct WebhookTargetPolicy: Sendable, Equatable {
     }
 
     /// Checks `url` and every address its host resolves to. Resolution runs on a dispatch
-    /// thread, never on the cooperative pool.
+    /// thread, never on the cooperative pool, and is given up after ``resolutionTimeout``
+    /// (``WebhookError/Code/unresolvable``, retryable).
     public func check(_ url: String) async throws(WebhookError) {
         let target = try target(of: url)
         if allowPrivateTargets { return }
@@ -93,8 +98,15 @@ public struct WebhookTargetPolicy: Sendable, Equatable {
             addresses = [literal]
         } else {
             let host = target.host
+            let seconds =
+                Double(resolutionTimeout.components.seconds)
+                + Double(resolutionTimeout.components.attoseconds) / 1e18
             let result = await withCheckedContinuation { continuation in
-                DispatchQueue.global().async { continuation.resume(returning: Self.resolve(host)) }
+                let once = ResumeOnce(continuation)
+                DispatchQueue.global().async { once.resume(Self.resolve(host)) }
+                DispatchQueue.global().asyncAfter(deadline: .now() + seconds) {
+                    once.resume(.failure(WebhookError(.unresolvable, "the webhook host did not resolve in time")))
+                }
             }
             addresses = try result.get()
         }
@@ -183,5 +195,23 @@ public struct WebhookTargetPolicy: Sendable, Equatable {
             return .failure(WebhookError(.unresolvable, "the webhook host has no address"))
         }
         return .success(addresses)
+    }
+}
+
+/// Resumes a continuation with the first result given; later ones are dropped (a resolution that
+/// answers after its timeout).
+private final class ResumeOnce: Sendable {
+    typealias Answer = Result<[IPAddress], WebhookError>
+    private let continuation: Mutex<CheckedContinuation<Answer, Never>?>
+
+    init(_ continuation: CheckedContinuation<Answer, Never>) {
+        self.continuation = Mutex(continuation)
+    }
+
+    func resume(_ answer: Answer) {
+        continuation.withLock { pending in
+            pending?.resume(returning: answer)
+            pending = nil
+        }
     }
 }

@@ -294,6 +294,26 @@ struct WebhookTests {
         #expect(try await fixture.queue.webhookDelivery(jobID: id)?["status"] == "delivered")
     }
 
+    @Test("graceful shutdown lets a request in flight end and reports it: nothing is left leased")
+    func gracefulShutdown() async throws {
+        let fixture = try await QueueFixture()
+        defer { fixture.close() }
+        let receiver = WebhookReceiver(script: [.hang])
+        let root = try await receiver.start()
+        defer { Task { await receiver.stop() } }
+        let dispatcher = RunningDispatcher(queue: fixture.queue, secrets: [try WebhookSecret(WebhookSecret.generate())])
+        {
+            $0.requestTimeout = .milliseconds(500)
+        }
+        let id = try await fixture.finish(JobSpec(user: "u", prompt: "x", webhookURL: root + "/h"))
+        #expect(try await eventually { receiver.requests.count == 1 })
+        try await dispatcher.stop()
+        let delivery = try #require(try await fixture.queue.webhookDelivery(jobID: id))
+        #expect(delivery["attempts"] == "1")  // the attempt ended (timed out) and was reported
+        #expect(delivery["token"] == "")  // no lease left behind
+        #expect(delivery["status"] == "pending")  // to be retried by the schedule
+    }
+
     @Test("purge-user deletes the user's webhook deliveries; other users' remain")
     func purgeRemovesDeliveries() async throws {
         let fixture = try await QueueFixture()
