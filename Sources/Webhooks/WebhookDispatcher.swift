@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import JobQueue
 import Logging
+import Metrics
 import NIOCore
 import NIOHTTP1
 import ServiceLifecycle
@@ -150,6 +151,7 @@ public final class WebhookDispatcher: Service, Sendable {
         logger[metadataKey: "webhook.attempt"] = "\(delivery.attempt)"
         let outcome = await send(delivery, client: client)
         if Task.isCancelled { return }
+        Counter(label: "imagegen_webhook_attempts", dimensions: [("outcome", outcome.label)]).increment()
         switch outcome {
         case .delivered(let status):
             logger.debug("webhook delivered", metadata: ["http.status": "\(status)"])
@@ -241,4 +243,17 @@ private final class InFlightCount: Sendable {
     private let count = Mutex(0)
     var value: Int { count.withLock { $0 } }
     func add(_ delta: Int) { count.withLock { $0 += delta } }
+}
+
+extension WebhookOutcome {
+    /// The outcome's name, as reported to the queue and in metrics.
+    var label: String {
+        switch self {
+        case .delivered: return "delivered"
+        case .retry: return "retry"
+        case .failed: return "failed"
+        case .disableEndpoint: return "disabled"
+        case .refused: return "refused"
+        }
+    }
 }
