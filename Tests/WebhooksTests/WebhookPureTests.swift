@@ -194,6 +194,32 @@ struct WebhookTargetPolicyTests {
 
 @Suite("Webhook payload")
 struct WebhookPayloadTests {
+    @Test("the example request of docs/webhooks.md is what the dispatcher sends for that job, and verifies")
+    func documentedExample() throws {
+        var root = URL(fileURLWithPath: #filePath)
+        for _ in 0..<3 { root.deleteLastPathComponent() }
+        let doc = try String(contentsOf: root.appendingPathComponent("docs/webhooks.md"), encoding: .utf8)
+        let lines = doc.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let body = try #require(lines.first { $0.hasPrefix("{\"data\":") })
+        let signature = try #require(lines.first { $0.hasPrefix("webhook-signature: ") })
+            .dropFirst("webhook-signature: ".count)
+        let result = JobResult(
+            outputs: [
+                OutputReference(key: "output:000000000042:0", format: "png", width: 1024, height: 1024, bytes: 812_345)
+            ],
+            usage: .init(images: 1, size: "1024x1024", model: "gpt-image-1.5", inputTokens: 52, outputTokens: 4160),
+            durations: .init(ingestMS: 0, backendMS: 9120, storeMS: 14))
+        let delivery = WebhookDelivery(
+            jobID: "000000000042", messageID: "msg_000000000042_1764395009260-0", token: "1", attempt: 1,
+            url: "https://example.com/h", state: "succeeded", user: "u42", atMS: 1_764_395_009_260, result: result,
+            metadata: ["order": "o-17"])
+        #expect(WebhookPayload(delivery).encoded() == Array(body.utf8))
+        let secret = try WebhookSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        #expect(
+            WebhookSigner(secrets: [secret]).signature(
+                messageID: delivery.messageID, timestamp: 1_764_395_009, body: Array(body.utf8)) == signature)
+    }
+
     @Test("references only: outputs, usage, error code, metadata; the same delivery gives the same bytes")
     func payload() throws {
         let result = JobResult(
