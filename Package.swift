@@ -76,10 +76,22 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
+        .target(
+            name: "Webhooks",
+            dependencies: [
+                "JobQueue",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         .executableTarget(
             name: "imagegen",
             dependencies: [
-                "Worker", "RedisQueue", "RedisClient", "Storage", "Backends", "ImageIngest", "JobQueue",
+                "Worker", "RedisQueue", "RedisClient", "Storage", "Backends", "ImageIngest", "JobQueue", "Webhooks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -87,13 +99,15 @@ let package = Package(
 
         .testTarget(name: "JobQueueTests", dependencies: ["JobQueue"]),
         .testTarget(name: "ImageIngestTests", dependencies: ["ImageIngest", "Backends"]),
+        .testTarget(name: "WebhooksTests", dependencies: ["Webhooks", "JobQueue"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "RedisClient", "RedisQueue", "Storage", "Worker", "Backends", "JobQueue", "ImageIngest",
+                "RedisClient", "RedisQueue", "Storage", "Worker", "Backends", "JobQueue", "ImageIngest", "Webhooks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),

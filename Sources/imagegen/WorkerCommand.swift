@@ -199,12 +199,14 @@ struct WorkerCommand: AsyncParsableCommand {
         abstract: "Run a worker: claim jobs, generate images, store outputs, until SIGTERM or SIGINT.",
         discussion: """
             On SIGTERM or SIGINT the worker stops claiming, lets running jobs finish for the grace \
-            period, then hands the rest back to the queue at once. A second signal stops it at once.
+            period, then hands the rest back to the queue at once. A second signal stops it at once. \
+            With a webhook signing secret it also sends the queue's webhooks (see docs/webhooks.md).
             """)
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var worker: WorkerOptions
     @OptionGroup var queueSettings: QueueSettingsOptions
+    @OptionGroup var webhooks: WebhookOptions
 
     func run() async throws {
         let logger = connection.bootstrapLogging()
@@ -229,9 +231,15 @@ struct WorkerCommand: AsyncParsableCommand {
         let service = WorkerService(
             configuration: configuration, queue: queue, backend: backend, ingestor: worker.makeIngestor(),
             blobs: blobs, logger: logger)
+        // Graceful shutdown runs in reverse order: the worker drains first (its last jobs record
+        // their webhooks), then the dispatcher stops.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: service)]
+        if let dispatcher = try await webhooks.makeDispatcher(queue: queue, logger: logger) {
+            services.insert(.init(service: dispatcher), at: 0)
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint],
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                 cancellationSignals: [], logger: logger))
         do {
             try await group.run()
