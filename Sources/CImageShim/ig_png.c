@@ -240,8 +240,10 @@ int ig_png_stream_open(
     if ((color_type & PNG_COLOR_MASK_ALPHA) == 0 && !has_trns) {
         png_set_add_alpha(png, 0xff, PNG_FILLER_AFTER);
     }
-    /* Convert images with a gAMA chunk to sRGB; untagged images are taken to be sRGB already. */
-    png_set_gamma(png, PNG_DEFAULT_sRGB, PNG_DEFAULT_sRGB);
+    /*
+     * gAMA, cHRM and sBIT are ignored: samples are taken as sRGB unless an iCCP profile says
+     * otherwise (as most image libraries and browsers do), so the pixels are the file's own values.
+     */
     (void)png_set_interlace_handling(png);
     png_read_update_info(png, info);
 

@@ -8,8 +8,9 @@ public enum PNGCodec {
     /// Decodes a PNG to 8-bit RGBA.
     ///
     /// Every PNG colour type and bit depth is converted: palette and grey expand to RGB, `tRNS`
-    /// becomes alpha, 16-bit samples are reduced to 8 bits and gamma-tagged images are converted to
-    /// sRGB. The header is checked against `limits` before any pixel memory is allocated. Critical
+    /// becomes alpha, 16-bit samples are reduced to 8 bits (rounded). `gAMA`, `cHRM` and `sBIT` are
+    /// ignored: the samples are the file's own, taken as sRGB unless an `iCCP` profile says otherwise
+    /// (as most image libraries and browsers do). The header is checked against `limits` before any pixel memory is allocated. Critical
     /// chunks with a bad CRC, missing image data and invalid headers are errors. Ancillary chunks
     /// (text, EXIF, ICC, time) are ignored and do not survive a decode/encode round trip; use
     /// ``decodeWithMetadata(_:limits:)`` to read the ICC profile and EXIF orientation.

@@ -161,6 +161,11 @@ struct PNGCodecTests {
             #expect(ingested.originalByteCount == bytes.count)
             // Normalization is lossless for 8-bit input: decoding the output gives the same pixels.
             #expect(try PNGCodec.decode(ingested.bytes) == image)
+
+            // Pixels equal to an independent decoder's (pypng, Tests/Tools/png_reference.py).
+            let reference = try await PNGReference.decode(name)
+            #expect(reference.width == image.width && reference.height == image.height)
+            #expect(reference.pixels == image.pixels, "\(name) differs from the reference decode")
         }
     }
 
