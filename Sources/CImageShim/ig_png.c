@@ -406,7 +406,7 @@ static void ig_png_write(png_structp png, png_bytep data, size_t count) {
 
 static void ig_png_flush(png_structp png) { (void)png; }
 
-static uint8_t ig_paeth(int a, int b, int c) {
+static inline uint8_t ig_paeth(int a, int b, int c) {
     int p = a + b - c;
     int pa = abs(p - a);
     int pb = abs(p - b);
@@ -443,13 +443,13 @@ static size_t ig_deflated_size(const uint8_t *data, size_t length, int level, in
 
 /*
  * Chooses run-length coding or full deflate for an image by compressing a sample of it both ways:
- * up to 8 bands of 8 rows spread over the image, Paeth-filtered as the encoder would. Photographs
+ * up to 8 bands of 4 rows spread over the image, Paeth-filtered as the encoder would. Photographs
  * and renders (noise, gradients) have almost no long repeats: run-length coding of Paeth residuals
  * is as small as deflate and several times faster. Screenshots, text and flat art repeat whole
  * runs of pixels, and deflate's matches make them much smaller.
  */
 static int ig_png_prefers_rle(const uint8_t *rgba, uint32_t width, uint32_t height, int channels) {
-    const uint32_t band_rows = 8;
+    const uint32_t band_rows = 4;
     uint32_t bands = height / band_rows >= 8 ? 8 : (height + band_rows - 1) / band_rows;
     size_t row_bytes = (size_t)width * (size_t)channels;
     size_t sample_bytes = (size_t)bands * band_rows * (row_bytes + 1u);
@@ -490,15 +490,51 @@ enum { IG_FILTER_NONE = 0, IG_FILTER_SUB = 1, IG_FILTER_UP = 2, IG_FILTER_AVERAG
  * the image. `adaptive` tries all five filters and keeps the one with the smallest sum of absolute
  * values (libpng's heuristic); otherwise Paeth. `scratch` holds 5 rows of width * channels bytes.
  */
+/* The Paeth filter of one row of RGBA pixels, keeping `CHANNELS` of each, into out[1...]. */
+#define IG_PAETH_ROW(CHANNELS)                                                                       \
+    do {                                                                                             \
+        uint8_t *dst = out + 1;                                                                      \
+        if (above == NULL) {                                                                         \
+            /* No row above: the predictor is the pixel to the left. */                             \
+            for (int c = 0; c < (CHANNELS); c++) {                                                   \
+                *dst++ = row[c];                                                                     \
+            }                                                                                        \
+            for (uint32_t x = 1; x < width; x++) {                                                   \
+                for (int c = 0; c < (CHANNELS); c++) {                                               \
+                    *dst++ = (uint8_t)(row[x * 4u + c] - row[(x - 1) * 4u + c]);                     \
+                }                                                                                    \
+            }                                                                                        \
+        } else {                                                                                     \
+            for (int c = 0; c < (CHANNELS); c++) {                                                   \
+                *dst++ = (uint8_t)(row[c] - above[c]);                                               \
+            }                                                                                        \
+            for (uint32_t x = 1; x < width; x++) {                                                   \
+                for (int c = 0; c < (CHANNELS); c++) {                                               \
+                    *dst++ = (uint8_t)(row[x * 4u + c] -                                             \
+                                       ig_paeth(row[(x - 1) * 4u + c], above[x * 4u + c], above[(x - 1) * 4u + c])); \
+                }                                                                                    \
+            }                                                                                        \
+        }                                                                                            \
+    } while (0)
+
 static void ig_filter_row(
     const uint8_t *row, const uint8_t *above, uint32_t width, int channels, int adaptive, uint8_t *scratch,
     uint8_t *out) {
     size_t n = (size_t)width * (size_t)channels;
-    int first = adaptive ? IG_FILTER_NONE : IG_FILTER_PAETH;
+    if (!adaptive) {
+        out[0] = IG_FILTER_PAETH;
+        if (channels == 4) {
+            IG_PAETH_ROW(4);
+        } else {
+            IG_PAETH_ROW(3);
+        }
+        return;
+    }
+    int first = IG_FILTER_NONE;
     int best = IG_FILTER_PAETH;
     uint64_t best_sum = UINT64_MAX;
     for (int filter = first; filter <= IG_FILTER_PAETH; filter++) {
-        uint8_t *dst = adaptive ? scratch + (size_t)filter * n : out + 1;
+        uint8_t *dst = scratch + (size_t)filter * n;
         uint64_t sum = 0;
         size_t i = 0;
         for (uint32_t x = 0; x < width; x++) {
@@ -526,9 +562,7 @@ static void ig_filter_row(
         }
     }
     out[0] = (uint8_t)best;
-    if (adaptive) {
-        memcpy(out + 1, scratch + (size_t)best * n, n);
-    }
+    memcpy(out + 1, scratch + (size_t)best * n, n);
 }
 
 /*
@@ -767,14 +801,23 @@ int ig_png_encode_rgba(
     ig_png_writer state;
     ig_png_writer *const writer = &state;
     memset(writer, 0, sizeof(*writer));
+    /* The size is known: signature, IHDR, IEND and 12 bytes per IDAT chunk besides the data. */
+    writer->capacity = idat_length + 64u + 12u * (idat_length / (256u * 1024u) + 1u);
+    writer->data = malloc(writer->capacity);
+    if (writer->data == NULL) {
+        free(idat);
+        return ig_fail(IG_ERR_OUT_OF_MEMORY, errbuf, errlen, "cannot allocate the PNG output");
+    }
     png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, writer, ig_png_write_error, ig_png_warning);
     if (png == NULL) {
+        free(writer->data);
         free(idat);
         return ig_fail(IG_ERR_OUT_OF_MEMORY, errbuf, errlen, "cannot create the PNG writer");
     }
     png_infop info = png_create_info_struct(png);
     if (info == NULL) {
         png_destroy_write_struct(&png, NULL);
+        free(writer->data);
         free(idat);
         return ig_fail(IG_ERR_OUT_OF_MEMORY, errbuf, errlen, "cannot create the PNG writer");
     }

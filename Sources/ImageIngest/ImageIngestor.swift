@@ -169,7 +169,8 @@ public struct ImageIngestor: Sendable {
                 image = try ColorConverter.toSRGB(image, iccProfile: cmykProfile, isCMYK: true)
             }
         } else {
-            image = try resizeWhileDecoding(decoder, to: target, cmykProfile: cmykProfile)
+            image = try resizeWhileDecoding(
+                decoder, to: target, opaque: header.format == .jpeg, cmykProfile: cmykProfile)
         }
         // An RGB or gray profile is applied to the resized image: the same colours, far fewer pixels.
         if let profile = decoder.iccProfile, !decoder.isCMYK {
@@ -199,7 +200,7 @@ public struct ImageIngestor: Sendable {
     /// the end of the file is still found. Large images are decoded on a second thread, a few batches
     /// ahead of the resampler.
     private static func resizeWhileDecoding(
-        _ decoder: RowDecoder, to target: (width: Int, height: Int), cmykProfile: [UInt8]?
+        _ decoder: RowDecoder, to target: (width: Int, height: Int), opaque: Bool, cmykProfile: [UInt8]?
     ) throws -> RGBAImage {
         let width = decoder.width
         let height = decoder.height
@@ -220,7 +221,7 @@ public struct ImageIngestor: Sendable {
             prefetcher.start()
             defer { prefetcher.stop() }
             let image = try Resampler.scale(
-                inWidth: width, inHeight: height, outWidth: target.width, outHeight: target.height
+                inWidth: width, inHeight: height, outWidth: target.width, outHeight: target.height, opaque: opaque
             ) { row throws(IngestError) in try prefetcher.row(row) }
             try prefetcher.finish()
             return image
@@ -238,7 +239,7 @@ public struct ImageIngestor: Sendable {
             try convert?(batch, batchCount)
         }
         let image = try Resampler.scale(
-            inWidth: width, inHeight: height, outWidth: target.width, outHeight: target.height
+            inWidth: width, inHeight: height, outWidth: target.width, outHeight: target.height, opaque: opaque
         ) { row throws(IngestError) in
             if row >= batchStart + batchCount { try readBatch(at: row) }
             return UnsafeRawPointer(batch + (row - batchStart) * rowBytes)

@@ -212,9 +212,10 @@ public enum Resampler {
 
     /// Scales an image whose rows `row(y)` hands out, each `inWidth * 4` bytes of straight-alpha RGBA.
     /// Rows are asked for once each, in increasing order, and a row's memory is read before the next
-    /// row is asked for, so `row` may reuse its buffers.
+    /// row is asked for, so `row` may reuse its buffers. `opaque` promises every alpha is 255 (a
+    /// JPEG): premultiplying is then skipped.
     static func scale(
-        inWidth: Int, inHeight: Int, outWidth: Int, outHeight: Int,
+        inWidth: Int, inHeight: Int, outWidth: Int, outHeight: Int, opaque: Bool = false,
         row: (Int) throws(IngestError) -> UnsafeRawPointer
     ) throws(IngestError) -> RGBAImage {
         let horizontal = Taps(input: inWidth, output: outWidth)
@@ -238,11 +239,16 @@ public enum Resampler {
             let count = vertical.counts[y]
             while nextRow < start + count {
                 let source = try row(nextRow)
+                let destination = ring.baseAddress! + (nextRow % ringSize) * outWidth
                 horizontal.weights.withUnsafeBufferPointer { weights in
-                    Self.filterRow(
-                        source: source, width: inWidth, premultiplied: premultiplied, taps: horizontal,
-                        weights: weights, into: ring.baseAddress! + (nextRow % ringSize) * outWidth,
-                        outWidth: outWidth)
+                    horizontal.starts.withUnsafeBufferPointer { starts in
+                        horizontal.counts.withUnsafeBufferPointer { counts in
+                            Self.filterRow(
+                                source: source, width: inWidth, opaque: opaque, premultiplied: premultiplied,
+                                starts: starts, counts: counts, stride: horizontal.stride, weights: weights,
+                                into: destination, outWidth: outWidth)
+                        }
+                    }
                 }
                 nextRow += 1
             }
@@ -259,8 +265,10 @@ public enum Resampler {
                         let weight = vWeights[weightBase + k]
                         for x in 0..<outWidth { sums[x] += weight * source[x] }
                     }
-                    for x in 0..<outWidth {
-                        Self.store(sums[x], to: rowBytes + x * 4)
+                    if opaque {
+                        for x in 0..<outWidth { Self.storeOpaque(sums[x], to: rowBytes + x * 4) }
+                    } else {
+                        for x in 0..<outWidth { Self.store(sums[x], to: rowBytes + x * 4) }
                     }
                 }
             }
@@ -268,31 +276,48 @@ public enum Resampler {
         return RGBAImage(width: outWidth, height: outHeight, pixels: output)
     }
 
-    /// Premultiplies an input row and filters it horizontally into `destination`.
+    /// Premultiplies an input row (unless it is opaque) and filters it horizontally into `destination`.
     @inline(__always)
     static func filterRow(
-        source: UnsafeRawPointer, width: Int, premultiplied: UnsafeMutableBufferPointer<SIMD4<Float>>,
-        taps: Taps, weights: UnsafeBufferPointer<Float>, into destination: UnsafeMutablePointer<SIMD4<Float>>,
-        outWidth: Int
+        source: UnsafeRawPointer, width: Int, opaque: Bool, premultiplied: UnsafeMutableBufferPointer<SIMD4<Float>>,
+        starts: UnsafeBufferPointer<Int>, counts: UnsafeBufferPointer<Int>, stride: Int,
+        weights: UnsafeBufferPointer<Float>, into destination: UnsafeMutablePointer<SIMD4<Float>>, outWidth: Int
     ) {
-        for x in 0..<width {
-            let pixel = source.loadUnaligned(fromByteOffset: x * 4, as: SIMD4<UInt8>.self)
-            var value = SIMD4<Float>(pixel)
-            let alpha = value.w * (1 / 255)
-            value.x *= alpha
-            value.y *= alpha
-            value.z *= alpha
-            premultiplied[x] = value
+        if opaque {
+            for x in 0..<width {
+                premultiplied[x] = SIMD4<Float>(source.loadUnaligned(fromByteOffset: x * 4, as: SIMD4<UInt8>.self))
+            }
+        } else {
+            for x in 0..<width {
+                let pixel = source.loadUnaligned(fromByteOffset: x * 4, as: SIMD4<UInt8>.self)
+                var value = SIMD4<Float>(pixel)
+                let alpha = value.w * (1 / 255)
+                value.x *= alpha
+                value.y *= alpha
+                value.z *= alpha
+                premultiplied[x] = value
+            }
         }
         for x in 0..<outWidth {
-            let start = taps.starts[x]
-            let base = x * taps.stride
+            let start = starts[x]
+            let base = x * stride
             var sum = SIMD4<Float>.zero
-            for k in 0..<taps.counts[x] {
+            for k in 0..<counts[x] {
                 sum += weights[base + k] * premultiplied[start + k]
             }
             destination[x] = sum
         }
+    }
+
+    /// Rounds (ties to even) and clamps one filtered pixel of an opaque image.
+    @inline(__always)
+    static func storeOpaque(_ value: SIMD4<Float>, to pointer: UnsafeMutableRawPointer) {
+        // Adding 1.5 × 2^23 leaves the rounded integer in the low mantissa bits: no libm call.
+        @inline(__always) func channel(_ x: Float) -> UInt32 {
+            (min(255, max(0, x)) + 12_582_912).bitPattern & 0xFF
+        }
+        let packed = channel(value.x) | channel(value.y) << 8 | channel(value.z) << 16 | 255 << 24
+        pointer.storeBytes(of: UInt32(littleEndian: packed), as: UInt32.self)
     }
 
     /// Unpremultiplies, rounds and clamps one filtered pixel. Scalar code: the generic SIMD
