@@ -34,7 +34,10 @@ let package = Package(
             name: "CLCMS2", pkgConfig: "lcms2",
             providers: [.apt(["liblcms2-dev"])]),
         // The only C code of the project: every setjmp and every codec hook lives here.
-        .target(name: "CImageShim", dependencies: ["CLibPNG", "CLibJPEG"]),
+        .target(
+            name: "CImageShim", dependencies: ["CLibPNG", "CLibJPEG"],
+            // zlib directly: the PNG encoder deflates rows itself.
+            linkerSettings: [.linkedLibrary("z"), .linkedLibrary("pthread")]),
 
         .target(
             name: "RedisClient",
