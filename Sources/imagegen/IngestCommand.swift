@@ -53,8 +53,10 @@ struct IngestCommand: AsyncParsableCommand {
             var facts: [String: Any] = [
                 "file": path, "bytes": bytes.count, "sniffed": ImageFormat(sniffing: bytes).rawValue,
             ]
+            let started = ContinuousClock.now
             do {
                 let image = try await ingestor.ingest(bytes, role: mask ? .mask : .image)
+                facts["elapsed_ms"] = Self.milliseconds(since: started)
                 facts["verdict"] = "accepted"
                 if let source = image.source {
                     facts["source"] =
@@ -78,6 +80,7 @@ struct IngestCommand: AsyncParsableCommand {
                 }
                 facts["normalized"] = normalized
             } catch let error as IngestError {
+                facts["elapsed_ms"] = Self.milliseconds(since: started)
                 refused += 1
                 facts["verdict"] = "refused"
                 facts["code"] = error.code.rawValue
@@ -95,6 +98,13 @@ struct IngestCommand: AsyncParsableCommand {
         if refused > 0 { throw ExitCode(1) }
     }
 
+    /// The time the verdict took (sniff to encoded result), rounded to microseconds.
+    static func milliseconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        let microseconds = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+        return Double(microseconds) / 1000
+    }
+
     private func report(_ path: String, _ facts: [String: Any]) {
         var facts = facts
         facts["file"] = path
@@ -104,6 +114,7 @@ struct IngestCommand: AsyncParsableCommand {
         }
         let verdict = facts["verdict"] as? String ?? "?"
         var line = "\(path): \(verdict)"
+        if let elapsed = facts["elapsed_ms"] as? Double { line += " in \(elapsed) ms" }
         if let code = facts["code"] as? String { line += " (\(code)): \(facts["message"] as? String ?? "")" }
         if let source = facts["source"] as? [String: Any] {
             line += "\n  source: \(source["format"] ?? "?") \(source["width"] ?? "?")x\(source["height"] ?? "?")"
