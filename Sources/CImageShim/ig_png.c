@@ -417,11 +417,23 @@ static inline uint8_t ig_paeth(int a, int b, int c) {
     return (uint8_t)(pb <= pc ? b : c);
 }
 
+/*
+ * The smallest zlib window that covers `length` bytes (9 to 15 bits): zlib allocates memory in
+ * proportion, and a small image should not pay for a 32 KB window (libpng does the same).
+ */
+static int ig_window_bits(size_t length) {
+    int bits = 9;
+    while (bits < 15 && ((size_t)1 << bits) < length) {
+        bits++;
+    }
+    return bits;
+}
+
 /* Compressed size of `length` bytes with a zlib level and strategy; SIZE_MAX on failure. */
 static size_t ig_deflated_size(const uint8_t *data, size_t length, int level, int strategy) {
     z_stream stream;
     memset(&stream, 0, sizeof(stream));
-    if (deflateInit2(&stream, level, Z_DEFLATED, 15, 8, strategy) != Z_OK) {
+    if (deflateInit2(&stream, level, Z_DEFLATED, ig_window_bits(length), 8, strategy) != Z_OK) {
         return SIZE_MAX;
     }
     uLong bound = deflateBound(&stream, (uLong)length);
@@ -614,7 +626,9 @@ static void *ig_deflate_band_run(void *argument) {
     band->ok = 0;
     z_stream stream;
     memset(&stream, 0, sizeof(stream));
-    if (deflateInit2(&stream, band->level, Z_DEFLATED, band->is_first ? 15 : -15, 8, band->strategy) != Z_OK) {
+    /* With several bands the header's window must cover the dictionaries of the later ones. */
+    int bits = band->is_first && band->is_last ? ig_window_bits(band->filtered_length) : 15;
+    if (deflateInit2(&stream, band->level, Z_DEFLATED, band->is_first ? bits : -bits, 8, band->strategy) != Z_OK) {
         return NULL;
     }
     if (band->dictionary_length > 0 &&
@@ -784,7 +798,8 @@ int ig_png_encode_rgba(
     if (level > 0) {
         if (strategy == IG_PNG_STRATEGY_RLE) {
             rle = 1;
-        } else if (strategy == IG_PNG_STRATEGY_AUTOMATIC) {
+        } else if (strategy == IG_PNG_STRATEGY_AUTOMATIC && pixels >= (1u << 16)) {
+            /* Below 64K pixels deflate costs little either way: no sample. */
             rle = ig_png_prefers_rle(rgba, width, height, channels);
         }
     }

@@ -116,7 +116,7 @@ public struct PNGEncoding: Sendable, Hashable {
     public enum Strategy: String, Sendable, Hashable, CaseIterable {
         /// Per image, from a sample of its rows compressed both ways: run-length coding when it is at
         /// least as small as deflate (photographs, renders), deflate otherwise (screenshots, text, flat
-        /// art). The default.
+        /// art). Images under 65,536 pixels are deflated without a sample. The default.
         case automatic
         /// zlib's run-length strategy over Paeth-filtered rows. Several times faster than deflate and
         /// as small on photographs; much larger on screenshots. ``PNGEncoding/level`` only decides

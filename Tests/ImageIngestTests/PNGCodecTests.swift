@@ -92,6 +92,12 @@ struct PNGCodecTests {
         }
     }
 
+    @Test func smallImagesAreDeflatedWithoutASample() throws {
+        let photo = Self.noisyGradient(width: 200, height: 150)
+        let automatic = try PNGCodec.encode(photo, keepAlpha: false)
+        #expect(automatic == (try PNGCodec.encode(photo, keepAlpha: false, options: .init(strategy: .deflate))))
+    }
+
     @Test func levelZeroStoresAndHigherLevelsCompress() throws {
         let image = Self.repeatedPattern(width: 200, height: 120)
         let stored = try PNGCodec.encode(image, keepAlpha: false, options: PNGEncoding(level: 0))
@@ -101,12 +107,12 @@ struct PNGCodecTests {
     }
 
     @Test func automaticStrategyPicksRunLengthForPhotosAndDeflateForScreenshots() throws {
-        let photo = Self.noisyGradient(width: 256, height: 192)
+        let photo = Self.noisyGradient(width: 320, height: 240)
         let automaticPhoto = try PNGCodec.encode(photo, keepAlpha: false)
         #expect(automaticPhoto == (try PNGCodec.encode(photo, keepAlpha: false, options: .init(strategy: .runLength))))
         #expect(automaticPhoto != (try PNGCodec.encode(photo, keepAlpha: false, options: .init(strategy: .deflate))))
 
-        let screenshot = Self.repeatedPattern(width: 256, height: 192)
+        let screenshot = Self.repeatedPattern(width: 320, height: 240)
         let automaticShot = try PNGCodec.encode(screenshot, keepAlpha: false)
         let deflated = try PNGCodec.encode(screenshot, keepAlpha: false, options: .init(strategy: .deflate))
         let runLength = try PNGCodec.encode(screenshot, keepAlpha: false, options: .init(strategy: .runLength))
