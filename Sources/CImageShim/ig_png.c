@@ -542,34 +542,40 @@ static void ig_filter_row(
         }
         return;
     }
-    int first = IG_FILTER_NONE;
-    int best = IG_FILTER_PAETH;
-    uint64_t best_sum = UINT64_MAX;
-    for (int filter = first; filter <= IG_FILTER_PAETH; filter++) {
-        uint8_t *dst = scratch + (size_t)filter * n;
-        uint64_t sum = 0;
-        size_t i = 0;
-        for (uint32_t x = 0; x < width; x++) {
-            for (int c = 0; c < channels; c++, i++) {
-                int value = row[x * 4u + c];
-                int left = x > 0 ? row[(x - 1) * 4u + c] : 0;
-                int up = above != NULL ? above[x * 4u + c] : 0;
-                int diagonal = (above != NULL && x > 0) ? above[(x - 1) * 4u + c] : 0;
-                int predicted = 0;
-                switch (filter) {
-                case IG_FILTER_SUB: predicted = left; break;
-                case IG_FILTER_UP: predicted = up; break;
-                case IG_FILTER_AVERAGE: predicted = (left + up) >> 1; break;
-                case IG_FILTER_PAETH: predicted = ig_paeth(left, up, diagonal); break;
-                default: break;
-                }
-                uint8_t residual = (uint8_t)(value - predicted);
-                dst[i] = residual;
-                sum += residual < 128 ? residual : 256u - residual;
-            }
+    /* All five filters in one pass, each residual's magnitude summed (libpng's heuristic). */
+    uint8_t *none = scratch;
+    uint8_t *sub = scratch + n;
+    uint8_t *up_row = scratch + 2u * n;
+    uint8_t *average = scratch + 3u * n;
+    uint8_t *paeth = scratch + 4u * n;
+    uint64_t sums[5] = {0, 0, 0, 0, 0};
+    size_t i = 0;
+    for (uint32_t x = 0; x < width; x++) {
+        for (int c = 0; c < channels; c++, i++) {
+            int value = row[x * 4u + c];
+            int left = x > 0 ? row[(x - 1) * 4u + c] : 0;
+            int up = above != NULL ? above[x * 4u + c] : 0;
+            int diagonal = (above != NULL && x > 0) ? above[(x - 1) * 4u + c] : 0;
+            uint8_t r0 = (uint8_t)value;
+            uint8_t r1 = (uint8_t)(value - left);
+            uint8_t r2 = (uint8_t)(value - up);
+            uint8_t r3 = (uint8_t)(value - ((left + up) >> 1));
+            uint8_t r4 = (uint8_t)(value - ig_paeth(left, up, diagonal));
+            none[i] = r0;
+            sub[i] = r1;
+            up_row[i] = r2;
+            average[i] = r3;
+            paeth[i] = r4;
+            sums[0] += r0 < 128 ? r0 : 256u - r0;
+            sums[1] += r1 < 128 ? r1 : 256u - r1;
+            sums[2] += r2 < 128 ? r2 : 256u - r2;
+            sums[3] += r3 < 128 ? r3 : 256u - r3;
+            sums[4] += r4 < 128 ? r4 : 256u - r4;
         }
-        if (sum < best_sum) {
-            best_sum = sum;
+    }
+    int best = 0;
+    for (int filter = 1; filter < 5; filter++) {
+        if (sums[filter] < sums[best]) {
             best = filter;
         }
     }
