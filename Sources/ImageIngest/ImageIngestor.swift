@@ -37,15 +37,17 @@ public struct NormalizationOptions: Sendable, Hashable {
 ///    (``IngestError/Code/tooManyScans``), and so is a 12-bit JPEG;
 /// 5. an animated PNG (APNG) is refused as ``IngestError/Code/animated``: models take still
 ///    images, and keeping only the first frame would silently change what the user sent;
-/// 6. the image is decoded to 8-bit RGBA — palette, gray, 16-bit, interlaced PNGs and gray, CMYK
-///    and YCCK JPEGs alike — a JPEG at least twice the target size is shrunk while decoding
-///    (libjpeg's DCT scaling); damage (bad CRC, truncation, corrupt data) is refused;
-/// 7. an embedded ICC profile is converted to sRGB (untagged means sRGB already);
+/// 6. the image is decoded to 8-bit RGBA row by row — palette, gray, 16-bit, interlaced PNGs and
+///    gray, CMYK and YCCK JPEGs alike — straight into the resampler, which fits it to the backend's
+///    ``NormalizationOptions/fit`` (as it will stand upright) with a Lanczos-3 filter on
+///    premultiplied alpha (never scaled up); a JPEG at least twice the target size is shrunk while
+///    decoding (libjpeg's DCT scaling), CMYK rows are converted with the file's CMYK profile as they
+///    come, and damage anywhere in the file (bad CRC, truncation, corrupt data) is refused;
+/// 7. an embedded RGB or gray ICC profile is converted to sRGB on the resized image (untagged means
+///    sRGB already; `gAMA` and `cHRM` are ignored);
 /// 8. the EXIF orientation (JPEG APP1 or PNG `eXIf`) is applied;
-/// 9. the image is resized to the backend's ``NormalizationOptions/fit`` with a Lanczos-3 filter
-///    on premultiplied alpha (never scaled up);
-/// 10. it is encoded anew, which drops every piece of metadata: EXIF (and GPS), XMP, IPTC,
-///    comments, text chunks and the ICC profile.
+/// 9. it is encoded anew (``NormalizationOptions/png``), which drops every piece of metadata: EXIF
+///    (and GPS), XMP, IPTC, comments, text chunks and the ICC profile.
 ///
 /// Trailing bytes after a JPEG's end marker or a PNG's `IEND` are ignored (they are never part of
 /// the output). The codec work runs on the ingestor's own ``BlockingThreadPool``, never on Swift's
