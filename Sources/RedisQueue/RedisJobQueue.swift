@@ -324,6 +324,9 @@ public final class RedisJobQueue: QueueDriver, Sendable {
             "complete", [RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(bytes: Array(json))])
     }
 
+    /// Reports a failed attempt. A failure with a ``BackendSignal`` records it for every worker
+    /// first (``throttle(_:)``); a requeue with a signal hands the job back at once, keeping its
+    /// place, and the claims of every worker hold it back until the pause or breaker ends.
     public func fail(_ lease: Lease, failure: JobFailure) async throws -> JobState {
         let mode: String
         let delay: Duration
@@ -331,16 +334,46 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         switch failure.disposition {
         case .terminal: (mode, delay, spend) = ("terminal", .zero, "1")
         case .retry(let after): (mode, delay, spend) = ("retry", after, "1")
-        case .requeue(let after): (mode, delay, spend) = ("retry", after, "0")
+        case .requeue(let after):
+            if let signal = failure.signal {
+                _ = try await call(
+                    "throttle",
+                    Self.signalArguments(signal) + [
+                        RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(failure.code),
+                        RedisArgument(failure.message),
+                    ])
+                return .queued
+            }
+            (mode, delay, spend) = ("retry", after, "0")
         }
+        if let signal = failure.signal { try await throttle(signal) }
         let reply = try await call(
             "fail",
             [
                 RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(failure.code),
                 RedisArgument(failure.message), RedisArgument(mode), RedisArgument(Int(delay.milliseconds)),
-                RedisArgument(spend),
+                RedisArgument(spend), RedisArgument(failure.categories.joined(separator: ",")),
             ])
         return reply.string.flatMap(JobState.init(rawValue:)) ?? .failed
+    }
+
+    // MARK: Backend throttling
+
+    /// Records what a backend answer says about the provider for every worker's claim to obey: a
+    /// shared pause (rate limit, 503), the adaptive factor, or the quota breaker.
+    @discardableResult
+    public func throttle(_ signal: BackendSignal) async throws -> BackendState {
+        _ = try await call("throttle", Self.signalArguments(signal))
+        return try await backendState()
+    }
+
+    /// The backend's shared state: pause, quota breaker and adaptive factor.
+    public func backendState() async throws -> BackendState {
+        BackendState(fields: RedisJobQueue.pairs(try await call("backend_state", [])))
+    }
+
+    private static func signalArguments(_ signal: BackendSignal) -> [RedisArgument] {
+        [RedisArgument(signal.kind.rawValue), RedisArgument(signal.retryAfter.map { Int($0.milliseconds) } ?? -1)]
     }
 
     public func status(of jobID: String) async throws -> JobState? {
