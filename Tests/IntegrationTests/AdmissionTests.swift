@@ -44,6 +44,23 @@ struct AdmissionTests {
         #expect(try await fixture.queue.claim(workerID: "w", limit: 10).jobs.map(\.lease.jobID) == [small])
     }
 
+    @Test("a burst counts against its minute: no sliding minute admits more than the budget")
+    func burstWithinTheMinute() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        settings.requestsPerMinute = 4
+        settings.burst = 4
+        settings.lease = .seconds(300)  // so that the hint is the budget's, not a lease's end
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        for index in 0..<6 { _ = try await fixture.queue.enqueue(spec("u\(index)")) }
+        #expect(try await fixture.queue.claim(workerID: "w", limit: 10).jobs.count == 4)
+        // The fifth call waits a whole minute from the burst, not a quarter of one.
+        let refused = try await fixture.queue.claim(workerID: "w", limit: 10)
+        #expect(refused.jobs.isEmpty)
+        #expect(try #require(refused.nextDueIn) > .seconds(55))
+    }
+
     @Test("without budgets, claims are not throttled")
     func noBudget() async throws {
         var settings = QueueSettings()

@@ -38,7 +38,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 4
+local REVISION = 6
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -341,24 +341,32 @@ local function adaptive_factor(P, c, now, s)
   return f
 end
 
+-- The emission interval (ms) and burst of a GCRA budget of `rate` per minute such that no sliding
+-- minute ever holds more than `rate` admissions, bursts included (a provider that counts over a
+-- sliding window never sees more): the burst is paid for by spacing the rest a little more.
+local function gcra_interval(rate, burst)
+  local b = math.max(1, math.min(burst, math.floor(rate)))
+  return 60000 / math.max(1, rate - b + 1), b
+end
+
 -- Global backend admission (GCRA on the server clock): requests per minute, and images per minute
 -- where a job costs its image count, both times the adaptive factor. `burst` calls may go back to
 -- back. Returns true and records the spend, or false and how many ms until the job would be admitted.
 local function admit(P, c, now, cost, factor)
   local budgets = {}
   if c.requests_per_minute > 0 then
-    budgets[#budgets + 1] = { 'requests', 60000 / (c.requests_per_minute * factor), 1 }
+    budgets[#budgets + 1] = { 'requests', c.requests_per_minute * factor, 1 }
   end
   if c.images_per_minute > 0 then
-    budgets[#budgets + 1] = { 'images', 60000 / (c.images_per_minute * factor), cost }
+    budgets[#budgets + 1] = { 'images', c.images_per_minute * factor, cost }
   end
   local wait = 0
   local next_tat = {}
   for i, budget in ipairs(budgets) do
-    local interval = budget[2]
+    local interval, burst = gcra_interval(budget[2], c.burst)
     local tat = math.max(now, tonumber(redis.call('HGET', P .. ':gcra', budget[1]) or '0'))
-    local tolerance = (math.max(1, c.burst) - 1) * interval
-    if tat - now > tolerance then wait = math.max(wait, tat - now - tolerance) end
+    local tolerance = (burst - 1) * interval
+    if tat - now > tolerance + 0.01 then wait = math.max(wait, tat - now - tolerance) end
     next_tat[i] = tat + budget[3] * interval
   end
   if wait > 0 then return false, math.ceil(wait) end
@@ -372,10 +380,10 @@ end
 -- record once the job is taken (nil without a budget), or false and ms until the user may start.
 local function user_admit(P, c, now, user)
   if c.user_requests_per_minute <= 0 then return true, nil end
-  local interval = 60000 / c.user_requests_per_minute
+  local interval, burst = gcra_interval(c.user_requests_per_minute, c.user_burst)
   local tat = math.max(now, tonumber(redis.call('GET', P .. ':u:' .. user .. ':rate') or '0'))
-  local tolerance = (math.max(1, c.user_burst) - 1) * interval
-  if tat - now > tolerance then return false, math.ceil(tat - now - tolerance) end
+  local tolerance = (burst - 1) * interval
+  if tat - now > tolerance + 0.01 then return false, math.ceil(tat - now - tolerance) end
   return true, tat + interval
 end
 
