@@ -29,6 +29,10 @@ public struct QueueSettings: Sendable, Equatable {
     public var imagesPerMinute: Int = 0
     /// Calls that may start back to back before the per-minute budgets space them out. Default 4.
     public var burst: Int = 4
+    /// The backend budgets count over a window this much longer than a minute, so that calls
+    /// reaching the provider a little earlier or later than admitted never crowd one of its
+    /// minutes. Default 500 ms.
+    public var windowMargin: Duration = .milliseconds(500)
     /// Backend calls one user may start per minute (GCRA; a user over it keeps its place and is
     /// passed over), 0 for no budget. Default 0.
     public var userRequestsPerMinute: Int = 0
@@ -71,6 +75,7 @@ public struct QueueSettings: Sendable, Equatable {
             ("requests_per_minute", Int64(requestsPerMinute)),
             ("images_per_minute", Int64(imagesPerMinute)),
             ("burst", Int64(burst)),
+            ("window_margin_ms", windowMargin.milliseconds),
             ("user_requests_per_minute", Int64(userRequestsPerMinute)),
             ("user_burst", Int64(userBurst)),
             ("pause_default_ms", pauseDefault.milliseconds),
@@ -109,6 +114,7 @@ extension QueueSettings {
         if let v = value("requests_per_minute") { requestsPerMinute = Int(v) }
         if let v = value("images_per_minute") { imagesPerMinute = Int(v) }
         if let v = value("burst") { burst = Int(v) }
+        if let v = value("window_margin_ms") { windowMargin = .milliseconds(v) }
         if let v = value("user_requests_per_minute") { userRequestsPerMinute = Int(v) }
         if let v = value("user_burst") { userBurst = Int(v) }
         if let v = value("pause_default_ms") { pauseDefault = .milliseconds(v) }

@@ -26,11 +26,17 @@ struct QueueSettingsOptions: ParsableArguments {
     var globalInFlightCap: Int?
     @Option(help: "Attempts before a job is dead (queue-wide). Env: IMAGEGEN_MAX_ATTEMPTS. Default 5.")
     var maxAttempts: Int?
-    @Option(help: "Worker deaths a job survives before it is dead as poisoned (queue-wide). Default 3.")
+    @Option(
+        help:
+            "Worker deaths a job survives before it is dead as poisoned (queue-wide). Env: IMAGEGEN_MAX_RECOVERIES. Default 3."
+    )
     var maxRecoveries: Int?
-    @Option(help: "Lease length in seconds (queue-wide). Default 30.")
+    @Option(help: "Lease length in seconds (queue-wide). Env: IMAGEGEN_LEASE_SECONDS. Default 30.")
     var leaseSeconds: Double?
-    @Option(help: "Seconds without a heartbeat before a worker counts as dead (queue-wide). Default 15.")
+    @Option(
+        help:
+            "Seconds without a heartbeat before a worker counts as dead (queue-wide). Env: IMAGEGEN_WORKER_TIMEOUT_SECONDS. Default 15."
+    )
     var workerTimeoutSeconds: Double?
     @Option(help: "Tier weights as pro=6,standard=3,free=1 (queue-wide). Env: IMAGEGEN_TIER_WEIGHTS.")
     var tierWeights: String?
@@ -49,6 +55,11 @@ struct QueueSettingsOptions: ParsableArguments {
             "Calls that may start back to back under the per-minute budgets (queue-wide). Env: IMAGEGEN_BURST. Default 4."
     )
     var burst: Int?
+    @Option(
+        help:
+            "The budgets count over a minute this many milliseconds longer, so calls reaching the provider a little early or late never crowd one of its minutes (queue-wide). Env: IMAGEGEN_WINDOW_MARGIN_MS. Default 500."
+    )
+    var windowMarginMs: Int?
     @Option(
         help:
             "Backend calls one user may start per minute, 0 for no budget (queue-wide). Env: IMAGEGEN_USER_REQUESTS_PER_MINUTE. Default 0."
@@ -140,6 +151,9 @@ struct QueueSettingsOptions: ParsableArguments {
             settings.imagesPerMinute = try count($0, "--images-per-minute")
         }
         try set(burst, "IMAGEGEN_BURST") { settings.burst = max(1, $0) }
+        try set(windowMarginMs, "IMAGEGEN_WINDOW_MARGIN_MS") {
+            settings.windowMargin = .milliseconds(Int64(try count($0, "--window-margin-ms")))
+        }
         try set(userRequestsPerMinute, "IMAGEGEN_USER_REQUESTS_PER_MINUTE") {
             settings.userRequestsPerMinute = try count($0, "--user-requests-per-minute")
         }

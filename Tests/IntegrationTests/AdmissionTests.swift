@@ -8,6 +8,7 @@ struct AdmissionTests {
     @Test("requests per minute: a burst, then one call per interval; the claim says how long to wait")
     func requestBudget() async throws {
         var settings = QueueSettings()
+        settings.windowMargin = .zero  // budgets over exactly one minute
         settings.userInFlightCap = 0
         settings.requestsPerMinute = 120  // one every 500 ms
         settings.burst = 2
@@ -28,6 +29,7 @@ struct AdmissionTests {
     @Test("images per minute: a job costs its n, and a refused job keeps its place")
     func imageBudget() async throws {
         var settings = QueueSettings()
+        settings.windowMargin = .zero  // budgets over exactly one minute
         settings.userInFlightCap = 0
         settings.imagesPerMinute = 240  // one image every 250 ms
         settings.burst = 1

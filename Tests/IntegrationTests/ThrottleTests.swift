@@ -159,6 +159,7 @@ struct ThrottleTests {
     @Test("the adaptive factor shrinks the budgets once per pause, down to its floor, and recovers after clean periods")
     func adaptiveFactor() async throws {
         var settings = QueueSettings()
+        settings.windowMargin = .zero  // budgets over exactly one minute
         settings.userInFlightCap = 0
         settings.requestsPerMinute = 60  // one a second at full budget
         settings.burst = 1

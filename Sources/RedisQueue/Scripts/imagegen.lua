@@ -38,7 +38,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 6
+local REVISION = 7
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -58,6 +58,9 @@ local DEFAULTS = {
   requests_per_minute = 0,
   images_per_minute = 0,
   burst = 4,
+  -- The backend budgets count over a minute this much longer than 60 s, so that calls reaching
+  -- the provider a little earlier or later than admitted never crowd a minute of its own.
+  window_margin_ms = 500,
   -- Per-user request budget (GCRA), 0 for none, and the calls a user may start back to back.
   user_requests_per_minute = 0,
   user_burst = 2,
@@ -342,11 +345,11 @@ local function adaptive_factor(P, c, now, s)
 end
 
 -- The emission interval (ms) and burst of a GCRA budget of `rate` per minute such that no sliding
--- minute ever holds more than `rate` admissions, bursts included (a provider that counts over a
--- sliding window never sees more): the burst is paid for by spacing the rest a little more.
-local function gcra_interval(rate, burst)
+-- window of 60 s + `margin` ms ever holds more than `rate` admissions, bursts included (a provider
+-- that counts over a sliding minute never sees more): the burst is paid for by spacing the rest.
+local function gcra_interval(rate, burst, margin)
   local b = math.max(1, math.min(burst, math.floor(rate)))
-  return 60000 / math.max(1, rate - b + 1), b
+  return (60000 + margin) / math.max(1, rate - b + 1), b
 end
 
 -- Global backend admission (GCRA on the server clock): requests per minute, and images per minute
@@ -363,7 +366,7 @@ local function admit(P, c, now, cost, factor)
   local wait = 0
   local next_tat = {}
   for i, budget in ipairs(budgets) do
-    local interval, burst = gcra_interval(budget[2], c.burst)
+    local interval, burst = gcra_interval(budget[2], c.burst, c.window_margin_ms)
     local tat = math.max(now, tonumber(redis.call('HGET', P .. ':gcra', budget[1]) or '0'))
     local tolerance = (burst - 1) * interval
     if tat - now > tolerance + 0.01 then wait = math.max(wait, tat - now - tolerance) end
@@ -380,7 +383,7 @@ end
 -- record once the job is taken (nil without a budget), or false and ms until the user may start.
 local function user_admit(P, c, now, user)
   if c.user_requests_per_minute <= 0 then return true, nil end
-  local interval, burst = gcra_interval(c.user_requests_per_minute, c.user_burst)
+  local interval, burst = gcra_interval(c.user_requests_per_minute, c.user_burst, 0)
   local tat = math.max(now, tonumber(redis.call('GET', P .. ':u:' .. user .. ':rate') or '0'))
   local tolerance = (burst - 1) * interval
   if tat - now > tolerance + 0.01 then return false, math.ceil(tat - now - tolerance) end
