@@ -33,6 +33,11 @@ public struct QueueSettings: Sendable, Equatable {
     /// reaching the provider a little earlier or later than admitted never crowd one of its
     /// minutes. Default 500 ms.
     public var windowMargin: Duration = .milliseconds(500)
+    /// Tokens per minute across all workers (0: no budget). A job is charged ``tokensPerImage``
+    /// per image when claimed; the provider's `usage` reported after the call corrects it. Default 0.
+    public var tokensPerMinute: Int = 0
+    /// The tokens one image is charged before its usage is known. Default 1,100.
+    public var tokensPerImage: Int = 1100
     /// Backend calls one user may start per minute (GCRA; a user over it keeps its place and is
     /// passed over), 0 for no budget. Default 0.
     public var userRequestsPerMinute: Int = 0
@@ -76,6 +81,8 @@ public struct QueueSettings: Sendable, Equatable {
             ("images_per_minute", Int64(imagesPerMinute)),
             ("burst", Int64(burst)),
             ("window_margin_ms", windowMargin.milliseconds),
+            ("tokens_per_minute", Int64(tokensPerMinute)),
+            ("tokens_per_image", Int64(max(1, tokensPerImage))),
             ("user_requests_per_minute", Int64(userRequestsPerMinute)),
             ("user_burst", Int64(userBurst)),
             ("pause_default_ms", pauseDefault.milliseconds),
@@ -115,6 +122,8 @@ extension QueueSettings {
         if let v = value("images_per_minute") { imagesPerMinute = Int(v) }
         if let v = value("burst") { burst = Int(v) }
         if let v = value("window_margin_ms") { windowMargin = .milliseconds(v) }
+        if let v = value("tokens_per_minute") { tokensPerMinute = Int(v) }
+        if let v = value("tokens_per_image") { tokensPerImage = Int(v) }
         if let v = value("user_requests_per_minute") { userRequestsPerMinute = Int(v) }
         if let v = value("user_burst") { userBurst = Int(v) }
         if let v = value("pause_default_ms") { pauseDefault = .milliseconds(v) }

@@ -359,6 +359,11 @@ public final class RedisJobQueue: QueueDriver, Sendable {
 
     // MARK: Backend throttling
 
+    /// Corrects the token budget by what the provider billed for the job (no-op without one).
+    public func recordUsage(_ lease: Lease, tokens: Int) async throws {
+        _ = try await call("usage", [RedisArgument(lease.jobID), RedisArgument(max(0, tokens))])
+    }
+
     /// Records what a backend answer says about the provider for every worker's claim to obey: a
     /// shared pause (rate limit, 503), the adaptive factor, or the quota breaker.
     @discardableResult

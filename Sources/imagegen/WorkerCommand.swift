@@ -62,6 +62,16 @@ struct QueueSettingsOptions: ParsableArguments {
     var windowMarginMs: Int?
     @Option(
         help:
+            "Tokens per minute across all workers, 0 for no budget; corrected from the provider's usage after each call (queue-wide). Env: IMAGEGEN_TOKENS_PER_MINUTE. Default 0."
+    )
+    var tokensPerMinute: Int?
+    @Option(
+        help:
+            "Tokens one image is charged before its usage is known (queue-wide). Env: IMAGEGEN_TOKENS_PER_IMAGE. Default 1100."
+    )
+    var tokensPerImage: Int?
+    @Option(
+        help:
             "Backend calls one user may start per minute, 0 for no budget (queue-wide). Env: IMAGEGEN_USER_REQUESTS_PER_MINUTE. Default 0."
     )
     var userRequestsPerMinute: Int?
@@ -151,6 +161,10 @@ struct QueueSettingsOptions: ParsableArguments {
             settings.imagesPerMinute = try count($0, "--images-per-minute")
         }
         try set(burst, "IMAGEGEN_BURST") { settings.burst = max(1, $0) }
+        try set(tokensPerMinute, "IMAGEGEN_TOKENS_PER_MINUTE") {
+            settings.tokensPerMinute = try count($0, "--tokens-per-minute")
+        }
+        try set(tokensPerImage, "IMAGEGEN_TOKENS_PER_IMAGE") { settings.tokensPerImage = max(1, $0) }
         try set(windowMarginMs, "IMAGEGEN_WINDOW_MARGIN_MS") {
             settings.windowMargin = .milliseconds(Int64(try count($0, "--window-margin-ms")))
         }

@@ -63,6 +63,28 @@ struct AdmissionTests {
         #expect(try #require(refused.nextDueIn) > .seconds(55))
     }
 
+    @Test("tokens per minute: a job is charged an estimate, and the provider's usage corrects it")
+    func tokenBudget() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        settings.tokensPerMinute = 6000  // 10 ms per token
+        settings.tokensPerImage = 1000
+        settings.burst = 1
+        settings.windowMargin = .zero
+        settings.lease = .seconds(300)  // so that the hint is the budget's, not a lease's end
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        for index in 0..<3 { _ = try await fixture.queue.enqueue(spec("u\(index)")) }
+        let job = try #require(try await fixture.queue.claim(workerID: "w", limit: 10).jobs.first)
+        let estimated = try #require(try await fixture.queue.claim(workerID: "w", limit: 10).nextDueIn)
+        #expect(estimated > .seconds(9) && estimated <= .seconds(10))  // 1,000 tokens charged
+        // The call used 3,000 tokens: 2,000 more are charged, 20 s more to wait.
+        try await fixture.queue.recordUsage(job.lease, tokens: 3000)
+        let corrected = try await fixture.queue.claim(workerID: "w", limit: 10)
+        #expect(corrected.jobs.isEmpty)
+        #expect(try #require(corrected.nextDueIn) > .seconds(28))
+    }
+
     @Test("without budgets, claims are not throttled")
     func noBudget() async throws {
         var settings = QueueSettings()

@@ -38,7 +38,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 7
+local REVISION = 8
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -61,6 +61,10 @@ local DEFAULTS = {
   -- The backend budgets count over a minute this much longer than 60 s, so that calls reaching
   -- the provider a little earlier or later than admitted never crowd a minute of its own.
   window_margin_ms = 500,
+  -- Tokens per minute (0: no budget). A job is charged tokens_per_image per image when claimed;
+  -- the worker reports the provider's usage after the call (usage), which corrects the charge.
+  tokens_per_minute = 0,
+  tokens_per_image = 1100,
   -- Per-user request budget (GCRA), 0 for none, and the calls a user may start back to back.
   user_requests_per_minute = 0,
   user_burst = 2,
@@ -344,12 +348,15 @@ local function adaptive_factor(P, c, now, s)
   return f
 end
 
--- The emission interval (ms) and burst of a GCRA budget of `rate` per minute such that no sliding
--- window of 60 s + `margin` ms ever holds more than `rate` admissions, bursts included (a provider
--- that counts over a sliding minute never sees more): the burst is paid for by spacing the rest.
-local function gcra_interval(rate, burst, margin)
-  local b = math.max(1, math.min(burst, math.floor(rate)))
-  return (60000 + margin) / math.max(1, rate - b + 1), b
+-- The emission interval (ms per unit) and the tolerance (ms) of a GCRA budget of `rate` units per
+-- minute such that no sliding window of 60 s + `margin` ms ever holds more than `rate` units,
+-- bursts included (a provider counting over a sliding minute never sees more): `burst` calls of
+-- `unit` units each may go back to back, paid for by spacing the rest a little more.
+local function gcra_interval(rate, burst, margin, unit)
+  unit = unit or 1
+  local extra = math.max(0, math.min(burst - 1, math.floor(rate / unit) - 1)) * unit
+  local interval = (60000 + margin) / math.max(1, rate - extra)
+  return interval, extra * interval
 end
 
 -- Global backend admission (GCRA on the server clock): requests per minute, and images per minute
@@ -363,12 +370,14 @@ local function admit(P, c, now, cost, factor)
   if c.images_per_minute > 0 then
     budgets[#budgets + 1] = { 'images', c.images_per_minute * factor, cost }
   end
+  if c.tokens_per_minute > 0 then
+    budgets[#budgets + 1] = { 'tokens', c.tokens_per_minute * factor, cost * c.tokens_per_image, c.tokens_per_image }
+  end
   local wait = 0
   local next_tat = {}
   for i, budget in ipairs(budgets) do
-    local interval, burst = gcra_interval(budget[2], c.burst, c.window_margin_ms)
+    local interval, tolerance = gcra_interval(budget[2], c.burst, c.window_margin_ms, budget[4])
     local tat = math.max(now, tonumber(redis.call('HGET', P .. ':gcra', budget[1]) or '0'))
-    local tolerance = (burst - 1) * interval
     if tat - now > tolerance + 0.01 then wait = math.max(wait, tat - now - tolerance) end
     next_tat[i] = tat + budget[3] * interval
   end
@@ -383,9 +392,8 @@ end
 -- record once the job is taken (nil without a budget), or false and ms until the user may start.
 local function user_admit(P, c, now, user)
   if c.user_requests_per_minute <= 0 then return true, nil end
-  local interval, burst = gcra_interval(c.user_requests_per_minute, c.user_burst, 0)
+  local interval, tolerance = gcra_interval(c.user_requests_per_minute, c.user_burst, 0)
   local tat = math.max(now, tonumber(redis.call('GET', P .. ':u:' .. user .. ':rate') or '0'))
-  local tolerance = (burst - 1) * interval
   if tat - now > tolerance + 0.01 then return false, math.ceil(tat - now - tolerance) end
   return true, tat + interval
 end
@@ -907,6 +915,25 @@ local function throttle(keys, args)
   return out
 end
 
+-- usage: ARGV = job id, tokens the provider billed for it. Corrects the token budget: the job was
+-- charged tokens_per_image per image when claimed; the difference moves the budget's theoretical
+-- arrival time. Reply: the correction in tokens (0 without a token budget).
+local function usage(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  if c.tokens_per_minute <= 0 then return 0 end
+  local used = tonumber(args[2] or '')
+  if used == nil or used < 0 then return fail('invalid_usage', 'tokens: a number, at least 0') end
+  local cost = tonumber(redis.call('HGET', P .. ':job:' .. args[1], 'cost') or '1') or 1
+  local delta = math.floor(used - cost * c.tokens_per_image)
+  local now = now_ms()
+  local factor = adaptive_factor(P, c, now, throttle_state(P))
+  local interval = gcra_interval(c.tokens_per_minute * factor, c.burst, c.window_margin_ms, c.tokens_per_image)
+  local tat = tonumber(redis.call('HGET', P .. ':gcra', 'tokens') or '0') or 0
+  redis.call('HSET', P .. ':gcra', 'tokens', string.format('%.3f', math.max(now, tat) + delta * interval))
+  return delta
+end
+
 -- backend_state: no ARGV. Reply: flat field, value list: pause_remaining_ms, breaker,
 -- breaker_remaining_ms, probe, factor, rate_limit_count, unavailable_count, quota_count.
 local function backend_state(keys, args)
@@ -998,3 +1025,4 @@ redis.register_function('imagegen_v1_delete_job', delete_job)
 redis.register_function('imagegen_v1_stats', stats)
 redis.register_function('imagegen_v1_throttle', throttle)
 redis.register_function('imagegen_v1_backend_state', backend_state)
+redis.register_function('imagegen_v1_usage', usage)
