@@ -34,7 +34,10 @@ let package = Package(
             name: "CLCMS2", pkgConfig: "lcms2",
             providers: [.apt(["liblcms2-dev"])]),
         // The only C code of the project: every setjmp and every codec hook lives here.
-        .target(name: "CImageShim", dependencies: ["CLibPNG", "CLibJPEG"]),
+        .target(
+            name: "CImageShim", dependencies: ["CLibPNG", "CLibJPEG"],
+            // zlib directly: the PNG encoder deflates rows itself.
+            linkerSettings: [.linkedLibrary("z"), .linkedLibrary("pthread")]),
 
         .target(
             name: "RedisClient",
@@ -76,10 +79,22 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),
+        .target(
+            name: "Webhooks",
+            dependencies: [
+                "JobQueue",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]),
         .executableTarget(
             name: "imagegen",
             dependencies: [
-                "Worker", "RedisQueue", "RedisClient", "Storage", "Backends", "ImageIngest", "JobQueue",
+                "Worker", "RedisQueue", "RedisClient", "Storage", "Backends", "ImageIngest", "JobQueue", "Webhooks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -87,13 +102,15 @@ let package = Package(
 
         .testTarget(name: "JobQueueTests", dependencies: ["JobQueue"]),
         .testTarget(name: "ImageIngestTests", dependencies: ["ImageIngest", "Backends"]),
+        .testTarget(name: "WebhooksTests", dependencies: ["Webhooks", "JobQueue"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: [
-                "RedisClient", "RedisQueue", "Storage", "Worker", "Backends", "JobQueue", "ImageIngest",
+                "RedisClient", "RedisQueue", "Storage", "Worker", "Backends", "JobQueue", "ImageIngest", "Webhooks",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]),

@@ -54,6 +54,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         }
         touch(png.pixels, png.length);
         touch(meta.icc, meta.icc_length);
+        /* Whatever decodes must encode again, with either strategy (chosen from the data). */
+        ig_png_encode_options encode;
+        memset(&encode, 0, sizeof encode);
+        encode.level = size > 1 && (data[size - 2] & 1u) ? 1 : 6;
+        encode.strategy = size > 0 ? (int)(data[0] % 3u) : 0;
+        encode.threads = 2;
+        ig_buffer encoded;
+        if (ig_png_encode_rgba(png.pixels, png.width, png.height, 1, &encode, &encoded, err, sizeof err) != IG_OK) {
+            __builtin_trap();
+        }
+        ig_free(encoded.data);
     } else if (png.pixels != NULL || meta.icc != NULL) {
         __builtin_trap(); /* documented: nothing left allocated on failure */
     }
@@ -76,7 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     memset(&jpg, 0, sizeof jpg);
     rc = ig_jpeg_decode(data, size, &opts, &jpg, err, sizeof err);
     if (rc == IG_OK) {
-        if (jpg.length != (size_t)jpg.width * jpg.height * 3u) {
+        if (jpg.length != (size_t)jpg.width * jpg.height * 4u) {
             __builtin_trap();
         }
         touch(jpg.pixels, jpg.length);

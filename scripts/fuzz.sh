@@ -56,9 +56,9 @@ if [ -z "$cc" ]; then
     apt_install clang
     cc="$(command -v clang)"
 fi
-if ! pkg-config --exists libpng libjpeg; then
+if ! pkg-config --exists libpng libjpeg zlib; then
     echo "Installing libpng/libjpeg development files..."
-    apt_install pkg-config libpng-dev libjpeg62-turbo-dev
+    apt_install pkg-config libpng-dev libjpeg62-turbo-dev zlib1g-dev
 fi
 
 echo "Compiler: $cc ($("$cc" --version | head -n1))"
@@ -67,7 +67,7 @@ echo "Compiler: $cc ($("$cc" --version | head -n1))"
     -fno-sanitize-recover=undefined \
     -I Sources/CImageShim/include -I Sources/CImageShim \
     Fuzz/ingest_fuzzer.c Sources/CImageShim/*.c \
-    $(pkg-config --cflags --libs libpng libjpeg) \
+    $(pkg-config --cflags --libs libpng libjpeg zlib) -lpthread \
     -o "$work/ingest_fuzzer"
 
 # Seed the corpus (libFuzzer adds what it finds to the same directory, so it grows across runs).

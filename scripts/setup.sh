@@ -15,7 +15,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-if ! python3 -c 'import redis' 2>/dev/null; then
-  python3 -m pip install --quiet redis 2>/dev/null || python3 -m pip install --quiet --break-system-packages redis
+# redis-py for the Python client's tests, pypng for the independent PngSuite reference decode.
+if ! python3 -c 'import redis, png' 2>/dev/null; then
+  python3 -m pip install --quiet redis pypng 2>/dev/null || python3 -m pip install --quiet --break-system-packages redis pypng
 fi
 command -v swift >/dev/null || { echo "swift is not on PATH (Swift 6.1 or newer is needed)" >&2; exit 1; }

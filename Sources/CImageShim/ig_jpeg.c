@@ -103,9 +103,6 @@ static const uint64_t IG_JPEG_DEFAULT_MAX_MEMORY = 512u * 1024u * 1024u;
 typedef struct ig_jpeg_decoder {
     ig_jpeg_error error; /* first: cinfo.err points at error.manager */
     int damaged;
-    uint8_t *pixels;
-    uint8_t *row;
-    uint8_t *icc;
 } ig_jpeg_decoder;
 
 /*
@@ -180,24 +177,27 @@ static uint32_t ig_jpeg_count_scans(const uint8_t *data, size_t length, uint32_t
     return scans;
 }
 
-void ig_cmyk_to_rgb(const uint8_t *cmyk, uint8_t *rgb, size_t pixel_count, int inverted) {
-    if (cmyk == NULL || rgb == NULL) {
-        return;
-    }
+/*
+ * CMYK8 to opaque RGBA8 in place, without a profile. `inverted` != 0 for Adobe-style data, where 0
+ * means full ink (R = C * K / 255); otherwise 255 means full ink (R = (255 - C) * (255 - K) / 255).
+ */
+static void ig_cmyk_to_rgba_in_place(uint8_t *pixels, size_t pixel_count, int inverted) {
     for (size_t i = 0; i < pixel_count; i++) {
-        unsigned c = cmyk[i * 4 + 0];
-        unsigned m = cmyk[i * 4 + 1];
-        unsigned y = cmyk[i * 4 + 2];
-        unsigned k = cmyk[i * 4 + 3];
+        uint8_t *p = pixels + i * 4u;
+        unsigned c = p[0];
+        unsigned m = p[1];
+        unsigned y = p[2];
+        unsigned k = p[3];
         if (!inverted) {
             c = 255u - c;
             m = 255u - m;
             y = 255u - y;
             k = 255u - k;
         }
-        rgb[i * 3 + 0] = (uint8_t)((c * k + 127u) / 255u);
-        rgb[i * 3 + 1] = (uint8_t)((m * k + 127u) / 255u);
-        rgb[i * 3 + 2] = (uint8_t)((y * k + 127u) / 255u);
+        p[0] = (uint8_t)((c * k + 127u) / 255u);
+        p[1] = (uint8_t)((m * k + 127u) / 255u);
+        p[2] = (uint8_t)((y * k + 127u) / 255u);
+        p[3] = 255;
     }
 }
 
@@ -249,14 +249,41 @@ static int ig_jpeg_decode_failure(const ig_jpeg_decoder *decoder, char *errbuf, 
     }
 }
 
-int ig_jpeg_decode(
-    const uint8_t *data, size_t length, const ig_jpeg_options *opts, ig_jpeg_out *out, char *errbuf,
-    size_t errlen) {
-    if (out == NULL || data == NULL || length == 0) {
+/* A JPEG decoded row by row: see ig_jpeg_stream_open. */
+struct ig_jpeg_stream {
+    ig_jpeg_decoder decoder; /* first: cinfo.err points at decoder.error.manager */
+    struct jpeg_decompress_struct cinfo;
+    ig_stream_info info;
+    uint8_t *icc;
+    int cmyk;
+    int inverted; /* Adobe CMYK: 0 means full ink */
+    int raw_cmyk;
+    int created;
+    int started;
+    int finished;
+    int failed;
+};
+
+void ig_jpeg_stream_close(ig_jpeg_stream *stream) {
+    if (stream == NULL) {
+        return;
+    }
+    if (stream->created) {
+        jpeg_destroy_decompress(&stream->cinfo);
+    }
+    free(stream->icc);
+    free(stream);
+}
+
+int ig_jpeg_stream_open(
+    const uint8_t *data, size_t length, const ig_jpeg_options *opts, int raw_cmyk, ig_jpeg_stream **out,
+    ig_stream_info *info, char *errbuf, size_t errlen) {
+    if (out == NULL || info == NULL || data == NULL || length == 0) {
         return ig_fail(IG_ERR_INVALID_ARGUMENT, errbuf, errlen, "no JPEG data");
     }
-    memset(out, 0, sizeof(*out));
-    out->meta.orientation = 1;
+    *out = NULL;
+    memset(info, 0, sizeof(*info));
+    info->orientation = 1;
     if ((uint64_t)length > (uint64_t)(unsigned long)-1) {
         return ig_fail(IG_ERR_INVALID_ARGUMENT, errbuf, errlen, "JPEG data too long");
     }
@@ -276,133 +303,216 @@ int ig_jpeg_decode(
         return ig_fail(IG_ERR_TOO_MANY_SCANS, errbuf, errlen, "the JPEG has more than %u scans", max_scans);
     }
 
-    struct jpeg_decompress_struct cinfo;
-    ig_jpeg_decoder state;
-    ig_jpeg_decoder *const decoder = &state;
-    memset(&cinfo, 0, sizeof(cinfo));
-    memset(decoder, 0, sizeof(*decoder));
-    cinfo.err = jpeg_std_error(&decoder->error.manager);
+    ig_jpeg_stream *const stream = calloc(1, sizeof(ig_jpeg_stream));
+    if (stream == NULL) {
+        return ig_fail(IG_ERR_OUT_OF_MEMORY, errbuf, errlen, "cannot create the JPEG reader");
+    }
+    stream->raw_cmyk = raw_cmyk;
+    struct jpeg_decompress_struct *const cinfo = &stream->cinfo;
+    ig_jpeg_decoder *const decoder = &stream->decoder;
+    cinfo->err = jpeg_std_error(&decoder->error.manager);
     decoder->error.manager.error_exit = ig_jpeg_error_exit;
     decoder->error.manager.emit_message = ig_jpeg_decode_emit_message;
     decoder->error.manager.output_message = ig_jpeg_output_message;
 
     if (setjmp(decoder->error.jump)) {
         int code = ig_jpeg_decode_failure(decoder, errbuf, errlen);
-        jpeg_destroy_decompress(&cinfo);
-        free(decoder->pixels);
-        free(decoder->row);
-        free(decoder->icc);
+        ig_jpeg_stream_close(stream);
         return code;
     }
-    jpeg_create_decompress(&cinfo);
-    cinfo.mem->max_memory_to_use = (long)max_memory;
-    jpeg_mem_src(&cinfo, data, (unsigned long)length);
-    jpeg_save_markers(&cinfo, JPEG_APP0 + 1, 0xFFFF);
-    jpeg_save_markers(&cinfo, JPEG_APP0 + 2, 0xFFFF);
-    (void)jpeg_read_header(&cinfo, TRUE);
+    jpeg_create_decompress(cinfo);
+    stream->created = 1;
+    cinfo->mem->max_memory_to_use = (long)max_memory;
+    jpeg_mem_src(cinfo, data, (unsigned long)length);
+    jpeg_save_markers(cinfo, JPEG_APP0 + 1, 0xFFFF);
+    jpeg_save_markers(cinfo, JPEG_APP0 + 2, 0xFFFF);
+    (void)jpeg_read_header(cinfo, TRUE);
 
     int code = IG_OK;
-    uint32_t width = cinfo.image_width;
-    uint32_t height = cinfo.image_height;
+    uint32_t width = cinfo->image_width;
+    uint32_t height = cinfo->image_height;
     uint64_t pixels = (uint64_t)width * (uint64_t)height;
-    int cmyk = 0;
-    if (cinfo.data_precision != 8) {
+    if (cinfo->data_precision != 8) {
         code = ig_fail(
             IG_ERR_UNSUPPORTED, errbuf, errlen, "%d-bit JPEGs are not supported; only 8-bit samples are",
-            cinfo.data_precision);
+            cinfo->data_precision);
     } else if (width == 0 || height == 0) {
         code = ig_fail(IG_ERR_BAD_DIMENSIONS, errbuf, errlen, "JPEG has a zero width or height");
     } else if ((options.max_width != 0 && width > options.max_width) ||
                (options.max_height != 0 && height > options.max_height) ||
                (options.max_pixels != 0 && pixels > options.max_pixels)) {
         code = ig_fail(IG_ERR_TOO_MANY_PIXELS, errbuf, errlen, "JPEG is %ux%u, over the limit", width, height);
+    } else if (pixels > (uint64_t)(SIZE_MAX / 4u)) {
+        code = ig_fail(IG_ERR_TOO_MANY_PIXELS, errbuf, errlen, "JPEG is %ux%u, too large to decode", width, height);
     } else {
-        switch (cinfo.jpeg_color_space) {
+        switch (cinfo->jpeg_color_space) {
         case JCS_GRAYSCALE:
         case JCS_YCbCr:
         case JCS_RGB:
-            cinfo.out_color_space = JCS_RGB;
+            cinfo->out_color_space = JCS_EXT_RGBA; /* libjpeg-turbo writes opaque RGBA directly */
             break;
         case JCS_CMYK:
         case JCS_YCCK:
-            cinfo.out_color_space = JCS_CMYK; /* libjpeg turns YCCK into CMYK */
-            cmyk = 1;
+            cinfo->out_color_space = JCS_CMYK; /* libjpeg turns YCCK into CMYK */
+            stream->cmyk = 1;
             break;
         default:
             code = ig_fail(
                 IG_ERR_UNSUPPORTED, errbuf, errlen, "unsupported JPEG colour space with %d components",
-                cinfo.num_components);
+                cinfo->num_components);
             break;
         }
     }
     if (code != IG_OK) {
-        jpeg_destroy_decompress(&cinfo);
+        ig_jpeg_stream_close(stream);
         return code;
     }
+    stream->inverted = cinfo->saw_Adobe_marker ? 1 : 0;
 
-    cinfo.scale_num = ig_jpeg_scale_numerator(width, height, options.target_width, options.target_height);
-    cinfo.scale_denom = 8;
-    jpeg_calc_output_dimensions(&cinfo);
-    uint32_t out_width = cinfo.output_width;
-    uint32_t out_height = cinfo.output_height;
-    uint64_t out_pixels = (uint64_t)out_width * (uint64_t)out_height;
-    if (cinfo.output_components != (cmyk ? 4 : 3) || out_width == 0 || out_height == 0) {
-        jpeg_destroy_decompress(&cinfo);
-        return ig_fail(IG_ERR_CORRUPT, errbuf, errlen, "unexpected JPEG output layout");
-    }
-    if (out_pixels > (uint64_t)(SIZE_MAX / 4u)) {
-        jpeg_destroy_decompress(&cinfo);
-        return ig_fail(IG_ERR_TOO_MANY_PIXELS, errbuf, errlen, "JPEG is %ux%u, too large to decode", width, height);
-    }
-
-    out->meta.orientation = (uint8_t)ig_jpeg_orientation(&cinfo);
-    out->meta.is_cmyk = (uint8_t)cmyk;
     JOCTET *icc = NULL;
     unsigned int icc_length = 0;
-    if (jpeg_read_icc_profile(&cinfo, &icc, &icc_length) && icc != NULL) {
-        decoder->icc = icc;
+    if (jpeg_read_icc_profile(cinfo, &icc, &icc_length) && icc != NULL) {
+        stream->icc = icc;
     } else {
         icc_length = 0;
     }
+    stream->info.width = width;
+    stream->info.height = height;
+    stream->info.source_width = width;
+    stream->info.source_height = height;
+    stream->info.orientation = (uint8_t)ig_jpeg_orientation(cinfo);
+    stream->info.is_cmyk = (uint8_t)stream->cmyk;
+    stream->info.icc = stream->icc;
+    stream->info.icc_length = icc_length;
+    *info = stream->info;
+    *out = stream;
+    return IG_OK;
+}
 
-    size_t row_bytes = (size_t)out_width * 3u;
-    decoder->pixels = malloc((size_t)out_pixels * 3u);
-    if (cmyk) {
-        decoder->row = malloc((size_t)out_width * 4u);
+int ig_jpeg_stream_start(
+    ig_jpeg_stream *stream, uint32_t target_width, uint32_t target_height, ig_stream_info *info, char *errbuf,
+    size_t errlen) {
+    if (stream == NULL || info == NULL) {
+        return ig_fail(IG_ERR_INVALID_ARGUMENT, errbuf, errlen, "no JPEG reader");
     }
-    if (decoder->pixels == NULL || (cmyk && decoder->row == NULL)) {
-        free(decoder->pixels);
-        free(decoder->row);
-        free(decoder->icc);
-        jpeg_destroy_decompress(&cinfo);
-        return ig_fail(IG_ERR_OUT_OF_MEMORY, errbuf, errlen, "cannot allocate a %ux%u image", out_width, out_height);
+    if (stream->started || stream->failed) {
+        return ig_fail(IG_ERR_INVALID_ARGUMENT, errbuf, errlen, "the JPEG reader is already started");
     }
+    struct jpeg_decompress_struct *const cinfo = &stream->cinfo;
+    if (setjmp(stream->decoder.error.jump)) {
+        stream->failed = 1;
+        return ig_jpeg_decode_failure(&stream->decoder, errbuf, errlen);
+    }
+    cinfo->scale_num = ig_jpeg_scale_numerator(cinfo->image_width, cinfo->image_height, target_width, target_height);
+    cinfo->scale_denom = 8;
+    jpeg_calc_output_dimensions(cinfo);
+    if (cinfo->output_components != 4 || cinfo->output_width == 0 || cinfo->output_height == 0) {
+        stream->failed = 1;
+        return ig_fail(IG_ERR_CORRUPT, errbuf, errlen, "unexpected JPEG output layout");
+    }
+    /* A progressive JPEG is read whole here, every scan. */
+    (void)jpeg_start_decompress(cinfo);
+    stream->started = 1;
+    stream->info.width = cinfo->output_width;
+    stream->info.height = cinfo->output_height;
+    *info = stream->info;
+    return IG_OK;
+}
 
-    (void)jpeg_start_decompress(&cinfo);
-    int inverted = cinfo.saw_Adobe_marker ? 1 : 0;
-    while (cinfo.output_scanline < cinfo.output_height) {
-        uint8_t *target = decoder->pixels + (size_t)cinfo.output_scanline * row_bytes;
-        JSAMPROW row = cmyk ? decoder->row : target;
-        if (jpeg_read_scanlines(&cinfo, &row, 1) != 1) {
-            ERREXIT(&cinfo, JERR_INPUT_EMPTY);
+int ig_jpeg_stream_read(ig_jpeg_stream *stream, uint8_t *rows, uint32_t count, char *errbuf, size_t errlen) {
+    if (stream == NULL || rows == NULL) {
+        return ig_fail(IG_ERR_INVALID_ARGUMENT, errbuf, errlen, "no JPEG reader");
+    }
+    if (!stream->started || stream->failed) {
+        return ig_fail(IG_ERR_INVALID_ARGUMENT, errbuf, errlen, "the JPEG reader is not started or failed");
+    }
+    struct jpeg_decompress_struct *const cinfo = &stream->cinfo;
+    if (count > cinfo->output_height - cinfo->output_scanline) {
+        return ig_fail(IG_ERR_INVALID_ARGUMENT, errbuf, errlen, "no more rows");
+    }
+    if (setjmp(stream->decoder.error.jump)) {
+        stream->failed = 1;
+        return ig_jpeg_decode_failure(&stream->decoder, errbuf, errlen);
+    }
+    size_t row_bytes = (size_t)cinfo->output_width * 4u;
+    uint32_t done = 0;
+    while (done < count) {
+        JSAMPROW row_pointers[16];
+        uint32_t batch = count - done < 16 ? count - done : 16;
+        for (uint32_t i = 0; i < batch; i++) {
+            row_pointers[i] = rows + (size_t)(done + i) * row_bytes;
         }
-        if (cmyk) {
-            ig_cmyk_to_rgb(decoder->row, target, out_width, inverted);
+        JDIMENSION read = jpeg_read_scanlines(cinfo, row_pointers, batch);
+        if (read == 0) {
+            ERREXIT(cinfo, JERR_INPUT_EMPTY);
+        }
+        done += read;
+    }
+    if (stream->cmyk) {
+        size_t pixels = (size_t)count * cinfo->output_width;
+        if (stream->raw_cmyk) {
+            if (stream->inverted) {
+                for (size_t i = 0; i < pixels * 4u; i++) {
+                    rows[i] = (uint8_t)(255u - rows[i]); /* 0 means no ink from here on */
+                }
+            }
+        } else {
+            ig_cmyk_to_rgba_in_place(rows, pixels, stream->inverted);
         }
     }
-    /* Reads through EOI, so damage after the last scan line is caught too. */
-    (void)jpeg_finish_decompress(&cinfo);
-    jpeg_destroy_decompress(&cinfo);
+    if (cinfo->output_scanline == cinfo->output_height && !stream->finished) {
+        /* Reads through EOI, so damage after the last scan line is caught too. */
+        (void)jpeg_finish_decompress(cinfo);
+        stream->finished = 1;
+    }
+    return IG_OK;
+}
 
-    free(decoder->row);
-    out->pixels = decoder->pixels;
-    out->length = (size_t)out_pixels * 3u;
-    out->width = out_width;
-    out->height = out_height;
-    out->source_width = width;
-    out->source_height = height;
-    out->meta.icc = decoder->icc;
-    out->meta.icc_length = icc_length;
+int ig_jpeg_decode(
+    const uint8_t *data, size_t length, const ig_jpeg_options *opts, ig_jpeg_out *out, char *errbuf,
+    size_t errlen) {
+    if (out == NULL) {
+        return ig_fail(IG_ERR_INVALID_ARGUMENT, errbuf, errlen, "no JPEG data");
+    }
+    memset(out, 0, sizeof(*out));
+    out->meta.orientation = 1;
+    ig_jpeg_stream *stream = NULL;
+    ig_stream_info info;
+    int code = ig_jpeg_stream_open(data, length, opts, 0, &stream, &info, errbuf, errlen);
+    if (code != IG_OK) {
+        return code;
+    }
+    code = ig_jpeg_stream_start(
+        stream, opts != NULL ? opts->target_width : 0, opts != NULL ? opts->target_height : 0, &info, errbuf, errlen);
+    if (code != IG_OK) {
+        ig_jpeg_stream_close(stream);
+        return code;
+    }
+    size_t size = (size_t)info.width * (size_t)info.height * 4u;
+    uint8_t *pixels = malloc(size);
+    if (pixels == NULL) {
+        ig_jpeg_stream_close(stream);
+        return ig_fail(IG_ERR_OUT_OF_MEMORY, errbuf, errlen, "cannot allocate a %ux%u image", info.width, info.height);
+    }
+    code = ig_jpeg_stream_read(stream, pixels, info.height, errbuf, errlen);
+    if (code != IG_OK) {
+        free(pixels);
+        ig_jpeg_stream_close(stream);
+        return code;
+    }
+    out->pixels = pixels;
+    out->length = size;
+    out->width = info.width;
+    out->height = info.height;
+    out->source_width = info.source_width;
+    out->source_height = info.source_height;
+    out->meta.orientation = info.orientation;
+    out->meta.is_cmyk = info.is_cmyk;
+    /* The profile moves to the caller. */
+    out->meta.icc = stream->icc;
+    out->meta.icc_length = info.icc_length;
+    stream->icc = NULL;
+    ig_jpeg_stream_close(stream);
     return IG_OK;
 }
 

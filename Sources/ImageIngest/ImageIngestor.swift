@@ -12,10 +12,13 @@ public struct NormalizationOptions: Sendable, Hashable {
     public var fit: FitPolicy = .maxSide(1536)
     /// Default PNG.
     public var output: OutputFormat = .png
+    /// How PNG outputs are compressed. Default zlib level 6, automatic strategy.
+    public var png: PNGEncoding = .init()
 
-    public init(fit: FitPolicy = .maxSide(1536), output: OutputFormat = .png) {
+    public init(fit: FitPolicy = .maxSide(1536), output: OutputFormat = .png, png: PNGEncoding = .init()) {
         self.fit = fit
         self.output = output
+        self.png = png
     }
 }
 
@@ -46,19 +49,30 @@ public struct NormalizationOptions: Sendable, Hashable {
 ///
 /// Trailing bytes after a JPEG's end marker or a PNG's `IEND` are ignored (they are never part of
 /// the output). The codec work runs on the ingestor's own ``BlockingThreadPool``, never on Swift's
-/// cooperative pool; its thread count also bounds how many images are decoded at once.
+/// cooperative pool; its thread count bounds how many images are decoded at once, and a
+/// ``PixelBudget`` bounds how many pixels (so how much memory).
 public struct ImageIngestor: Sendable {
     /// The limits applied to every input.
     public let limits: IngestLimits
     /// How accepted images are normalized.
     public let normalization: NormalizationOptions
+    /// The pixels decoded at once, across every call.
+    public let pixelBudget: PixelBudget
     private let pool: BlockingThreadPool
 
+    /// The default ``pixelBudget``: 80 megapixels, two images at the largest default size.
+    public static let defaultPixelBudget = 80_000_000
+
     /// Creates an ingestor with `threads` codec threads (at least one): at most that many images
-    /// are decoded at once, whatever the number of jobs.
-    public init(limits: IngestLimits = .init(), normalization: NormalizationOptions = .init(), threads: Int = 2) {
+    /// are decoded at once, whatever the number of jobs, and at most `pixelBudget` pixels (an image
+    /// larger than the budget is decoded alone).
+    public init(
+        limits: IngestLimits = .init(), normalization: NormalizationOptions = .init(), threads: Int = 2,
+        pixelBudget: Int = ImageIngestor.defaultPixelBudget
+    ) {
         self.limits = limits
         self.normalization = normalization
+        self.pixelBudget = PixelBudget(capacity: pixelBudget)
         self.pool = BlockingThreadPool(threads: threads)
     }
 
@@ -84,8 +98,13 @@ public struct ImageIngestor: Sendable {
         if role == .mask && format != .png {
             throw IngestError(.unsupportedFormat, "the mask is \(format.rawValue.uppercased()); a mask must be a PNG")
         }
-        return try await pool.run {
-            try Self.normalize(bytes, role: role, limits: limits, normalization: normalization)
+        // The declared size, read from the header alone: what the decode will cost at most (an
+        // image over the limits is refused before any pixel is decoded).
+        let pixels = (try? ImageHeader(reading: bytes)).map { min($0.width * $0.height, limits.maxPixels) } ?? 1
+        return try await pixelBudget.withPixels(pixels) {
+            try await pool.run {
+                try Self.normalize(bytes, role: role, limits: limits, normalization: normalization)
+            }
         }
     }
 
@@ -104,38 +123,62 @@ public struct ImageIngestor: Sendable {
     ) throws -> IngestedImage {
         let header = try ImageHeader(reading: bytes)
         try limits.check(width: header.width, height: header.height)
-        let decoded: DecodedImage
         switch header.format {
         case .png:
             guard !header.isAnimated else {
                 throw IngestError(.animated, "animated PNGs are not supported; upload a still image")
             }
-            decoded = try PNGCodec.decodeWithMetadata(bytes, limits: limits)
         case .jpeg:
             guard header.bitDepth == 8 else {
                 throw IngestError(
                     .unsupportedFormat, "\(header.bitDepth)-bit JPEGs are not supported; use an 8-bit JPEG or a PNG")
             }
-            // The orientation is known only after decoding: shrink no further than either
-            // orientation's target allows.
-            let upright = normalization.fit.targetSize(width: header.width, height: header.height)
-            let turned = normalization.fit.targetSize(width: header.height, height: header.width)
-            decoded = try JPEGCodec.decode(
-                bytes, limits: limits, targetWidth: max(upright.width, turned.height),
-                targetHeight: max(upright.height, turned.width))
         default:
             throw IngestError(.unsupportedFormat, "\(header.format.rawValue) images are not supported")
         }
+        return try bytes.withUnsafeBufferPointer { input in
+            try normalize(input, header: header, role: role, limits: limits, normalization: normalization)
+        }
+    }
 
-        var image = decoded.image
-        // CMYK pixels were already converted to RGB while decoding; their CMYK profile no longer applies.
-        if let profile = decoded.iccProfile, !decoded.isCMYK {
+    /// Decodes row by row straight into the resampler (a JPEG at least twice the target size shrinks
+    /// while decoding), then colour-manages, turns upright and encodes the small result.
+    private static func normalize(
+        _ input: UnsafeBufferPointer<UInt8>, header: ImageHeader, role: IngestRole, limits: IngestLimits,
+        normalization: NormalizationOptions
+    ) throws -> IngestedImage {
+        let decoder =
+            header.format == .png
+            ? try RowDecoder.png(input, limits: limits)
+            : try RowDecoder.jpeg(input, limits: limits, rawCMYK: true)
+        let orientation = ImageOrientation(rawValue: decoder.orientation) ?? .up
+        let swaps = orientation.swapsDimensions
+        // The fit applies to the upright image; the rows are resized as stored and turned afterwards.
+        let upright = normalization.fit.targetSize(
+            width: swaps ? decoder.sourceHeight : decoder.sourceWidth,
+            height: swaps ? decoder.sourceWidth : decoder.sourceHeight)
+        let target = swaps ? (width: upright.height, height: upright.width) : upright
+        try decoder.startJPEG(targetWidth: target.width, targetHeight: target.height)
+
+        // CMYK rows are converted to RGB with the file's CMYK profile, or naively without one.
+        let cmykProfile: [UInt8]? = decoder.isCMYK ? (decoder.iccProfile ?? []) : nil
+        var image: RGBAImage
+        if decoder.width == target.width && decoder.height == target.height {
+            image = try decoder.readImage()
+            if let cmykProfile {
+                image = try ColorConverter.toSRGB(image, iccProfile: cmykProfile, isCMYK: true)
+            }
+        } else {
+            image = try resizeWhileDecoding(
+                decoder, to: target, opaque: header.format == .jpeg, cmykProfile: cmykProfile)
+        }
+        // An RGB or gray profile is applied to the resized image: the same colours, far fewer pixels.
+        if let profile = decoder.iccProfile, !decoder.isCMYK {
             image = try ColorConverter.toSRGB(image, iccProfile: profile)
         }
-        if let orientation = ImageOrientation(rawValue: decoded.orientation), orientation != .up {
+        if orientation != .up {
             image = orientation.applied(to: image)
         }
-        image = try Resampler.resize(image, fitting: normalization.fit)
 
         let keepAlpha = role == .mask || !image.isOpaque
         let format: String
@@ -146,10 +189,67 @@ public struct ImageIngestor: Sendable {
             encoded = try JPEGCodec.encode(image, quality: quality)
         case .png, .jpeg:
             format = "png"
-            encoded = try PNGCodec.encode(image, keepAlpha: keepAlpha)
+            encoded = try PNGCodec.encode(image, keepAlpha: keepAlpha, options: normalization.png)
         }
         return IngestedImage(
-            format: format, width: image.width, height: image.height, bytes: encoded, originalByteCount: bytes.count,
-            source: header, sourceOrientation: decoded.orientation, sourceHadICCProfile: decoded.iccProfile != nil)
+            format: format, width: image.width, height: image.height, bytes: encoded, originalByteCount: input.count,
+            source: header, sourceOrientation: decoder.orientation, sourceHadICCProfile: decoder.iccProfile != nil)
     }
+
+    /// Rows read from `decoder` in batches and fed to the resampler; every row is read, so damage at
+    /// the end of the file is still found. Large images are decoded on a second thread, a few batches
+    /// ahead of the resampler.
+    private static func resizeWhileDecoding(
+        _ decoder: RowDecoder, to target: (width: Int, height: Int), opaque: Bool, cmykProfile: [UInt8]?
+    ) throws -> RGBAImage {
+        let width = decoder.width
+        let height = decoder.height
+        let rowBytes = width * 4
+        var convert: ((UnsafeMutableRawPointer, Int) throws(IngestError) -> Void)?
+        if let cmykProfile {
+            convert = { (batch, rows) throws(IngestError) in
+                let cmyk = RGBAImage(
+                    width: width, height: rows,
+                    pixels: Array(UnsafeRawBufferPointer(start: batch, count: rows * rowBytes)))
+                let rgb = try ColorConverter.toSRGB(cmyk, iccProfile: cmykProfile, isCMYK: true)
+                rgb.pixels.withUnsafeBytes { batch.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            }
+        }
+
+        if width * height >= prefetchThreshold {
+            let prefetcher = RowPrefetcher(decoder: decoder, convert: convert)
+            prefetcher.start()
+            defer { prefetcher.stop() }
+            let image = try Resampler.scale(
+                inWidth: width, inHeight: height, outWidth: target.width, outHeight: target.height, opaque: opaque
+            ) { row throws(IngestError) in try prefetcher.row(row) }
+            try prefetcher.finish()
+            return image
+        }
+
+        let batchRows = 16
+        let batch = UnsafeMutableRawPointer.allocate(byteCount: batchRows * rowBytes, alignment: 16)
+        defer { batch.deallocate() }
+        var batchStart = 0
+        var batchCount = 0
+        func readBatch(at row: Int) throws(IngestError) {
+            batchStart = row
+            batchCount = min(batchRows, height - row)
+            try decoder.read(into: batch, rows: batchCount)
+            try convert?(batch, batchCount)
+        }
+        let image = try Resampler.scale(
+            inWidth: width, inHeight: height, outWidth: target.width, outHeight: target.height, opaque: opaque
+        ) { row throws(IngestError) in
+            if row >= batchStart + batchCount { try readBatch(at: row) }
+            return UnsafeRawPointer(batch + (row - batchStart) * rowBytes)
+        }
+        while decoder.rowsRead < height {
+            try readBatch(at: decoder.rowsRead)
+        }
+        return image
+    }
+
+    /// Images with at least this many decoded pixels are decoded on a second thread while resizing.
+    static let prefetchThreshold = 1 << 20
 }

@@ -47,21 +47,12 @@ public enum JPEGCodec {
             ig_free(output.pixels)
             ig_free(output.meta.icc)
         }
-        guard result.code == IG_OK.rawValue, let rgb = output.pixels else {
+        guard result.code == IG_OK.rawValue, let rgba = output.pixels else {
             throw IngestError(shimCode: result.code, message: result.message)
         }
         let width = Int(output.width)
         let height = Int(output.height)
-        let pixelCount = width * height
-        let pixels = [UInt8](unsafeUninitializedCapacity: pixelCount * 4) { buffer, initialized in
-            for index in 0..<pixelCount {
-                buffer[index * 4] = rgb[index * 3]
-                buffer[index * 4 + 1] = rgb[index * 3 + 1]
-                buffer[index * 4 + 2] = rgb[index * 3 + 2]
-                buffer[index * 4 + 3] = 255
-            }
-            initialized = pixelCount * 4
-        }
+        let pixels = Array(UnsafeBufferPointer(start: rgba, count: output.length))
         return DecodedImage(
             image: RGBAImage(width: width, height: height, pixels: pixels),
             orientation: Int(output.meta.orientation),

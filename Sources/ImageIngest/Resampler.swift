@@ -201,54 +201,74 @@ public enum Resampler {
     }
 
     static func scale(_ image: RGBAImage, width outWidth: Int, height outHeight: Int) -> RGBAImage {
-        let inWidth = image.width
-        let inHeight = image.height
+        image.pixels.withUnsafeBytes { source in
+            let rowBytes = image.width * 4
+            // Reading rows from memory cannot fail.
+            return try! scale(
+                inWidth: image.width, inHeight: image.height, outWidth: outWidth, outHeight: outHeight
+            ) { row throws(IngestError) in UnsafeRawPointer(source.baseAddress! + row * rowBytes) }
+        }
+    }
+
+    /// Scales an image whose rows `row(y)` hands out, each `inWidth * 4` bytes of straight-alpha RGBA.
+    /// Rows are asked for once each, in increasing order, and a row's memory is read before the next
+    /// row is asked for, so `row` may reuse its buffers. `opaque` promises every alpha is 255 (a
+    /// JPEG): premultiplying is then skipped.
+    static func scale(
+        inWidth: Int, inHeight: Int, outWidth: Int, outHeight: Int, opaque: Bool = false,
+        row: (Int) throws(IngestError) -> UnsafeRawPointer
+    ) throws(IngestError) -> RGBAImage {
         let horizontal = Taps(input: inWidth, output: outWidth)
         let vertical = Taps(input: inHeight, output: outHeight)
 
         // A ring of horizontally filtered, premultiplied rows; row r lives in slot r % ringSize.
         let ringSize = vertical.stride
-        var ring = [SIMD4<Float>](repeating: .zero, count: ringSize * outWidth)
-        var premultiplied = [SIMD4<Float>](repeating: .zero, count: inWidth)
+        let ring = UnsafeMutableBufferPointer<SIMD4<Float>>.allocate(capacity: ringSize * outWidth)
+        let premultiplied = UnsafeMutableBufferPointer<SIMD4<Float>>.allocate(capacity: inWidth)
+        let sums = UnsafeMutableBufferPointer<SIMD4<Float>>.allocate(capacity: outWidth)
+        defer {
+            ring.deallocate()
+            premultiplied.deallocate()
+            sums.deallocate()
+        }
         var output = [UInt8](repeating: 0, count: outWidth * outHeight * 4)
         var nextRow = 0  // the first input row not yet filtered into the ring
-        let sums = UnsafeMutableBufferPointer<SIMD4<Float>>.allocate(capacity: outWidth)
-        defer { sums.deallocate() }
 
-        image.pixels.withUnsafeBytes { source in
-            horizontal.weights.withUnsafeBufferPointer { hWeights in
-                vertical.weights.withUnsafeBufferPointer { vWeights in
-                    ring.withUnsafeMutableBufferPointer { ring in
-                        premultiplied.withUnsafeMutableBufferPointer { row in
-                            output.withUnsafeMutableBytes { destination in
-                                for y in 0..<outHeight {
-                                    let start = vertical.starts[y]
-                                    let count = vertical.counts[y]
-                                    while nextRow < start + count {
-                                        Self.filterRow(
-                                            source: source, row: nextRow, width: inWidth, premultiplied: row,
-                                            taps: horizontal, weights: hWeights,
-                                            into: ring.baseAddress! + (nextRow % ringSize) * outWidth,
-                                            outWidth: outWidth)
-                                        nextRow += 1
-                                    }
-                                    let weightBase = y * vertical.stride
-                                    let rowBytes = destination.baseAddress! + y * outWidth * 4
-                                    // Row by row over the window, so the inner loops run over contiguous memory.
-                                    let first = ring.baseAddress! + (start % ringSize) * outWidth
-                                    let firstWeight = vWeights[weightBase]
-                                    for x in 0..<outWidth { sums[x] = firstWeight * first[x] }
-                                    for k in 1..<count {
-                                        let source = ring.baseAddress! + ((start + k) % ringSize) * outWidth
-                                        let weight = vWeights[weightBase + k]
-                                        for x in 0..<outWidth { sums[x] += weight * source[x] }
-                                    }
-                                    for x in 0..<outWidth {
-                                        Self.store(sums[x], to: rowBytes + x * 4)
-                                    }
-                                }
-                            }
+        for y in 0..<outHeight {
+            let start = vertical.starts[y]
+            let count = vertical.counts[y]
+            while nextRow < start + count {
+                let source = try row(nextRow)
+                let destination = ring.baseAddress! + (nextRow % ringSize) * outWidth
+                horizontal.weights.withUnsafeBufferPointer { weights in
+                    horizontal.starts.withUnsafeBufferPointer { starts in
+                        horizontal.counts.withUnsafeBufferPointer { counts in
+                            Self.filterRow(
+                                source: source, width: inWidth, opaque: opaque, premultiplied: premultiplied,
+                                starts: starts, counts: counts, stride: horizontal.stride, weights: weights,
+                                into: destination, outWidth: outWidth)
                         }
+                    }
+                }
+                nextRow += 1
+            }
+            vertical.weights.withUnsafeBufferPointer { vWeights in
+                output.withUnsafeMutableBytes { destination in
+                    let weightBase = y * vertical.stride
+                    let rowBytes = destination.baseAddress! + y * outWidth * 4
+                    // Row by row over the window, so the inner loops run over contiguous memory.
+                    let first = ring.baseAddress! + (start % ringSize) * outWidth
+                    let firstWeight = vWeights[weightBase]
+                    for x in 0..<outWidth { sums[x] = firstWeight * first[x] }
+                    for k in 1..<count {
+                        let source = ring.baseAddress! + ((start + k) % ringSize) * outWidth
+                        let weight = vWeights[weightBase + k]
+                        for x in 0..<outWidth { sums[x] += weight * source[x] }
+                    }
+                    if opaque {
+                        for x in 0..<outWidth { Self.storeOpaque(sums[x], to: rowBytes + x * 4) }
+                    } else {
+                        for x in 0..<outWidth { Self.store(sums[x], to: rowBytes + x * 4) }
                     }
                 }
             }
@@ -256,46 +276,65 @@ public enum Resampler {
         return RGBAImage(width: outWidth, height: outHeight, pixels: output)
     }
 
-    /// Premultiplies input row `row` and filters it horizontally into `destination`.
+    /// Premultiplies an input row (unless it is opaque) and filters it horizontally into `destination`.
     @inline(__always)
     static func filterRow(
-        source: UnsafeRawBufferPointer, row: Int, width: Int, premultiplied: UnsafeMutableBufferPointer<SIMD4<Float>>,
-        taps: Taps, weights: UnsafeBufferPointer<Float>, into destination: UnsafeMutablePointer<SIMD4<Float>>,
-        outWidth: Int
+        source: UnsafeRawPointer, width: Int, opaque: Bool, premultiplied: UnsafeMutableBufferPointer<SIMD4<Float>>,
+        starts: UnsafeBufferPointer<Int>, counts: UnsafeBufferPointer<Int>, stride: Int,
+        weights: UnsafeBufferPointer<Float>, into destination: UnsafeMutablePointer<SIMD4<Float>>, outWidth: Int
     ) {
-        let rowOffset = row * width * 4
-        for x in 0..<width {
-            let pixel = source.loadUnaligned(fromByteOffset: rowOffset + x * 4, as: SIMD4<UInt8>.self)
-            var value = SIMD4<Float>(pixel)
-            let alpha = value.w * (1 / 255)
-            value.x *= alpha
-            value.y *= alpha
-            value.z *= alpha
-            premultiplied[x] = value
+        if opaque {
+            for x in 0..<width {
+                premultiplied[x] = SIMD4<Float>(source.loadUnaligned(fromByteOffset: x * 4, as: SIMD4<UInt8>.self))
+            }
+        } else {
+            for x in 0..<width {
+                let pixel = source.loadUnaligned(fromByteOffset: x * 4, as: SIMD4<UInt8>.self)
+                var value = SIMD4<Float>(pixel)
+                let alpha = value.w * (1 / 255)
+                value.x *= alpha
+                value.y *= alpha
+                value.z *= alpha
+                premultiplied[x] = value
+            }
         }
         for x in 0..<outWidth {
-            let start = taps.starts[x]
-            let base = x * taps.stride
+            let start = starts[x]
+            let base = x * stride
             var sum = SIMD4<Float>.zero
-            for k in 0..<taps.counts[x] {
+            for k in 0..<counts[x] {
                 sum += weights[base + k] * premultiplied[start + k]
             }
             destination[x] = sum
         }
     }
 
-    /// Unpremultiplies, rounds and clamps one filtered pixel.
+    /// Rounds (ties to even) and clamps one filtered pixel of an opaque image.
+    @inline(__always)
+    static func storeOpaque(_ value: SIMD4<Float>, to pointer: UnsafeMutableRawPointer) {
+        // Adding 1.5 × 2^23 leaves the rounded integer in the low mantissa bits: no libm call.
+        @inline(__always) func channel(_ x: Float) -> UInt32 {
+            (min(255, max(0, x)) + 12_582_912).bitPattern & 0xFF
+        }
+        let packed = channel(value.x) | channel(value.y) << 8 | channel(value.z) << 16 | 255 << 24
+        pointer.storeBytes(of: UInt32(littleEndian: packed), as: UInt32.self)
+    }
+
+    /// Unpremultiplies, rounds and clamps one filtered pixel. Scalar code: the generic SIMD
+    /// rounding and integer conversions are far slower than these.
     @inline(__always)
     static func store(_ value: SIMD4<Float>, to pointer: UnsafeMutableRawPointer) {
-        let alpha = min(255, max(0, value.w))
-        let roundedAlpha = alpha.rounded()
-        guard roundedAlpha >= 1 else {
-            pointer.storeBytes(of: SIMD4<UInt8>.zero, as: SIMD4<UInt8>.self)
+        let alpha = min(255, max(0, value.w)).rounded()
+        let filteredAlpha = min(255, max(0, value.w))
+        guard alpha >= 1 else {
+            pointer.storeBytes(of: 0, as: UInt32.self)
             return
         }
-        var colour = value * (255 / alpha)
-        colour.w = roundedAlpha
-        colour = colour.clamped(lowerBound: .zero, upperBound: SIMD4(repeating: 255)).rounded(.toNearestOrAwayFromZero)
-        pointer.storeBytes(of: SIMD4<UInt8>(truncatingIfNeeded: SIMD4<Int32>(colour)), as: SIMD4<UInt8>.self)
+        let scale = 255 / filteredAlpha
+        @inline(__always) func channel(_ x: Float) -> UInt32 {
+            UInt32(Int32(min(255, max(0, x * scale)).rounded()))
+        }
+        let packed = channel(value.x) | channel(value.y) << 8 | channel(value.z) << 16 | UInt32(Int32(alpha)) << 24
+        pointer.storeBytes(of: UInt32(littleEndian: packed), as: UInt32.self)
     }
 }

@@ -17,6 +17,16 @@ public struct QueueKeys: Sendable, Equatable {
     public var dead: String { "\(prefix):dead" }
     public var active: String { "\(prefix):active" }
     public var config: String { "\(prefix):config" }
+    /// The webhook delivery of a job.
+    public func webhook(_ jobID: String) -> String { "\(prefix):wh:\(jobID)" }
+    /// Webhook deliveries by due time (or lease deadline while claimed).
+    public var webhooksDue: String { "\(prefix):wh:due" }
+    /// Endpoint URLs that answered 410 Gone.
+    public var webhooksDisabled: String { "\(prefix):wh:disabled" }
+    /// The deployment's default webhook URL.
+    public var webhookDefaultURL: String { "\(prefix):wh:default_url" }
+    /// Wake-up tokens for webhook dispatchers.
+    public var webhooksWake: String { "\(prefix):wh:wake" }
     /// Blob keys for the Redis blob store: `<prefix>:blob:<blob key>`.
     public var blobPrefix: String { "\(prefix):blob:" }
     /// Channel with one message per event: `<type> <job id>`.

@@ -18,6 +18,8 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     public let pool: RedisPool
     private let library: RedisFunctionLibrary
     private let blocking = Mutex<RedisConnection?>(nil)
+    /// The webhook dispatcher's blocking connection (apart from the worker's: both may block at once).
+    let webhookBlocking = Mutex<RedisConnection?>(nil)
     private let libraryChecked = Atomic<Bool>(false)
     private let logger: Logger
 
@@ -55,6 +57,10 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     /// Closes the blocking connection (the pool belongs to the caller).
     public func close() {
         blocking.withLock { connection in
+            connection?.close()
+            connection = nil
+        }
+        webhookBlocking.withLock { connection in
             connection?.close()
             connection = nil
         }
@@ -155,7 +161,8 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     }
 
     /// Deletes all of `user`'s data: every job whatever its state (a running one is fenced out
-    /// and its worker told to abort), uploads, outputs, idempotency keys, history and events.
+    /// and its worker told to abort), uploads, outputs, webhook deliveries, idempotency keys,
+    /// history and events.
     /// Idempotent: a second purge finds nothing.
     public func purgeUser(_ user: String) async throws -> PurgeReport {
         var report = PurgeReport(jobs: 0, keys: 0, events: 0)
@@ -206,9 +213,12 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     public func retentionAudit(retention: Duration? = nil) async throws -> [RetentionFinding] {
         let limit = Int(
             (try await retention.asyncOr { QueueSettings(current: try await configure(nil)).retention }).milliseconds)
-        let exempt: Set<String> = ["seq", "fence", "config", "sched", "wake", "gcra"].reduce(into: []) {
-            $0.insert("\(keys.prefix):\($1)")
-        }
+        let exempt: Set<String> = ["seq", "fence", "config", "sched", "wake", "gcra", "throttle", "wh:default_url"]
+            .reduce(
+                into: []
+            ) {
+                $0.insert("\(keys.prefix):\($1)")
+            }
         var findings: [RetentionFinding] = []
         var cursor = "0"
         repeat {
@@ -459,7 +469,7 @@ public final class RedisJobQueue: QueueDriver, Sendable {
 
     // MARK: Plumbing
 
-    private func call(_ function: String, _ arguments: [RedisArgument]) async throws -> RESPValue {
+    func call(_ function: String, _ arguments: [RedisArgument]) async throws -> RESPValue {
         if !libraryChecked.load(ordering: .relaxed) { try await loadFunctions() }
         return try await mapErrors {
             try await library.call(
@@ -467,7 +477,7 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         }
     }
 
-    private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
+    func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as RedisError {

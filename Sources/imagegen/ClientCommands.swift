@@ -64,7 +64,7 @@ extension Optional {
 
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "status", abstract: "Show a job's state, attempts, error and outputs.")
+        commandName: "status", abstract: "Show a job's state, attempts, error, outputs and webhook delivery.")
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
     @Argument(help: "The job id.") var job: String
@@ -75,8 +75,14 @@ struct StatusCommand: AsyncParsableCommand {
                 if output.json { printJSON(["id": job, "state": "missing"]) } else { print("\(job): no such job") }
                 throw ExitCode(1)
             }
+            // The webhook delivery, without its URL (it may carry a token) or payload.
+            let webhook = try await queue.webhookDelivery(jobID: job).map { fields in
+                fields.filter { ["status", "attempts", "last_status", "last_error", "msg"].contains($0.key) }
+            }
             if output.json {
-                printJSON(record.jsonObject)
+                var object = record.jsonObject
+                if let webhook { object["webhook"] = webhook }
+                printJSON(object)
                 return
             }
             print("\(record.id)  \(record.state.rawValue)  user \(record.user)  tier \(record.tier)  \(record.kind)")
@@ -87,6 +93,11 @@ struct StatusCommand: AsyncParsableCommand {
             if let reason = record.deadReason { print("dead: \(reason)") }
             for output in record.result?.outputs ?? [] {
                 print("output \(output.key)  \(output.width)x\(output.height) \(output.format) \(output.bytes) bytes")
+            }
+            if let webhook {
+                print(
+                    "webhook \(webhook["msg"] ?? "")  \(webhook["status"] ?? "")  attempts \(webhook["attempts"] ?? "0")"
+                        + (webhook["last_status"].map { ", last answer \($0)" } ?? ""))
             }
         }
     }

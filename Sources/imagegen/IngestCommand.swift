@@ -23,6 +23,7 @@ struct IngestCommand: AsyncParsableCommand {
     @Option(help: "Fit inside WIDTHxHEIGHT instead of --max-side.") var fit: String?
     @Flag(help: "Normalize opaque images to JPEG instead of PNG.") var jpeg = false
     @Flag(help: "Check the files as edit masks (PNG with alpha).") var mask = false
+    @OptionGroup var png: PNGOutputOptions
 
     func validate() throws {
         if let fit, FitPolicy.Size(parsing: fit) == nil { throw ValidationError("--fit: WIDTHxHEIGHT, e.g. 1024x1024") }
@@ -37,7 +38,9 @@ struct IngestCommand: AsyncParsableCommand {
         let policy =
             fit.flatMap(FitPolicy.Size.init(parsing:)).map { FitPolicy.allowedSizes([$0]) } ?? .maxSide(maxSide)
         let ingestor = ImageIngestor(
-            limits: limits, normalization: NormalizationOptions(fit: policy, output: jpeg ? .jpeg(quality: 90) : .png))
+            limits: limits,
+            normalization: NormalizationOptions(
+                fit: policy, output: jpeg ? .jpeg(quality: 90) : .png, png: png.encoding))
         if let out { try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true) }
         var refused = 0
         for path in files {
@@ -50,8 +53,10 @@ struct IngestCommand: AsyncParsableCommand {
             var facts: [String: Any] = [
                 "file": path, "bytes": bytes.count, "sniffed": ImageFormat(sniffing: bytes).rawValue,
             ]
+            let started = ContinuousClock.now
             do {
                 let image = try await ingestor.ingest(bytes, role: mask ? .mask : .image)
+                facts["elapsed_ms"] = Self.milliseconds(since: started)
                 facts["verdict"] = "accepted"
                 if let source = image.source {
                     facts["source"] =
@@ -75,6 +80,7 @@ struct IngestCommand: AsyncParsableCommand {
                 }
                 facts["normalized"] = normalized
             } catch let error as IngestError {
+                facts["elapsed_ms"] = Self.milliseconds(since: started)
                 refused += 1
                 facts["verdict"] = "refused"
                 facts["code"] = error.code.rawValue
@@ -92,6 +98,13 @@ struct IngestCommand: AsyncParsableCommand {
         if refused > 0 { throw ExitCode(1) }
     }
 
+    /// The time the verdict took (sniff to encoded result), rounded to microseconds.
+    static func milliseconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        let microseconds = elapsed.components.seconds * 1_000_000 + elapsed.components.attoseconds / 1_000_000_000_000
+        return Double(microseconds) / 1000
+    }
+
     private func report(_ path: String, _ facts: [String: Any]) {
         var facts = facts
         facts["file"] = path
@@ -101,6 +114,7 @@ struct IngestCommand: AsyncParsableCommand {
         }
         let verdict = facts["verdict"] as? String ?? "?"
         var line = "\(path): \(verdict)"
+        if let elapsed = facts["elapsed_ms"] as? Double { line += " in \(elapsed) ms" }
         if let code = facts["code"] as? String { line += " (\(code)): \(facts["message"] as? String ?? "")" }
         if let source = facts["source"] as? [String: Any] {
             line += "\n  source: \(source["format"] ?? "?") \(source["width"] ?? "?")x\(source["height"] ?? "?")"
@@ -128,3 +142,23 @@ extension FitPolicy.Size {
         self.init(width: width, height: height)
     }
 }
+
+/// How normalized PNGs are compressed; shared by `ingest` and `worker`.
+struct PNGOutputOptions: ParsableArguments {
+    @Option(help: "zlib level of normalized PNGs, 0 (stored) to 9. Default 6.")
+    var pngLevel: Int = PNGEncoding().level
+    @Option(
+        help: """
+            PNG compression: automatic (per image: run-length coding for photos, deflate for \
+            screenshots), rle or deflate. Default automatic.
+            """)
+    var pngStrategy: PNGEncoding.Strategy = PNGEncoding().strategy
+
+    func validate() throws {
+        guard (0...9).contains(pngLevel) else { throw ValidationError("--png-level: 0 to 9") }
+    }
+
+    var encoding: PNGEncoding { PNGEncoding(level: pngLevel, strategy: pngStrategy) }
+}
+
+extension PNGEncoding.Strategy: ExpressibleByArgument {}

@@ -245,12 +245,17 @@ struct WorkerOptions: ParsableArguments {
     var maxSide: Int = 1536
     @Option(help: "Threads decoding uploads: also the most images decoded at once. Default 2.")
     var ingestThreads: Int = 2
+    @Option(
+        help: "Most upload pixels decoded at once across all jobs; a larger image is decoded alone. Default 80000000.")
+    var ingestPixelBudget: Int = ImageIngestor.defaultPixelBudget
+    @OptionGroup var png: PNGOutputOptions
 
     func validate() throws {
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
-        guard maxUploadBytes > 0, maxUploadPixels > 0, maxSide > 0, ingestThreads > 0 else {
+        guard maxUploadBytes > 0, maxUploadPixels > 0, maxSide > 0, ingestThreads > 0, ingestPixelBudget > 0 else {
             throw ValidationError(
-                "--max-upload-bytes, --max-upload-pixels, --max-side and --ingest-threads must be positive")
+                "--max-upload-bytes, --max-upload-pixels, --max-side, --ingest-threads and --ingest-pixel-budget must be positive"
+            )
         }
         guard backend == "simulated" || backend == "openai" else {
             throw ValidationError("--backend: simulated or openai")
@@ -288,7 +293,8 @@ struct WorkerOptions: ParsableArguments {
         limits.maxBytes = maxUploadBytes
         limits.maxPixels = maxUploadPixels
         return ImageIngestor(
-            limits: limits, normalization: NormalizationOptions(fit: .maxSide(maxSide)), threads: ingestThreads)
+            limits: limits, normalization: NormalizationOptions(fit: .maxSide(maxSide), png: png.encoding),
+            threads: ingestThreads, pixelBudget: ingestPixelBudget)
     }
 
     /// The OpenAI key from the key file, else from `OPENAI_API_KEY`; nil when neither has one.
@@ -328,12 +334,14 @@ struct WorkerCommand: AsyncParsableCommand {
         abstract: "Run a worker: claim jobs, generate images, store outputs, until SIGTERM or SIGINT.",
         discussion: """
             On SIGTERM or SIGINT the worker stops claiming, lets running jobs finish for the grace \
-            period, then hands the rest back to the queue at once. A second signal stops it at once.
+            period, then hands the rest back to the queue at once. A second signal stops it at once. \
+            With a webhook signing secret it also sends the queue's webhooks (see docs/webhooks.md).
             """)
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var worker: WorkerOptions
     @OptionGroup var queueSettings: QueueSettingsOptions
+    @OptionGroup var webhooks: WebhookOptions
 
     func run() async throws {
         let logger = connection.bootstrapLogging()
@@ -358,9 +366,15 @@ struct WorkerCommand: AsyncParsableCommand {
         let service = WorkerService(
             configuration: configuration, queue: queue, backend: backend, ingestor: worker.makeIngestor(),
             blobs: blobs, logger: logger)
+        // Graceful shutdown runs in reverse order: the worker drains first (its last jobs record
+        // their webhooks), then the dispatcher stops.
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: service)]
+        if let dispatcher = try await webhooks.makeDispatcher(queue: queue, logger: logger) {
+            services.insert(.init(service: dispatcher), at: 0)
+        }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint],
+                services: services, gracefulShutdownSignals: [.sigterm, .sigint],
                 cancellationSignals: [], logger: logger))
         do {
             try await group.run()

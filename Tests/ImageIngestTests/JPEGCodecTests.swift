@@ -300,19 +300,6 @@ struct JPEGCodecTests {
         #expect(decoded.iccProfile == profile)
         #expect(!decoded.isCMYK)
     }
-
-    @Test func cmykConversion() {
-        // C, M, Y, K samples; non-inverted: 255 is full ink.
-        let cmyk: [UInt8] = [0, 0, 0, 0, 255, 0, 0, 0, 0, 0, 0, 255, 0, 128, 255, 0, 51, 102, 153, 51]
-        var rgb = [UInt8](repeating: 0, count: 15)
-        ig_cmyk_to_rgb(cmyk, &rgb, 5, 0)
-        #expect(rgb == [255, 255, 255, 0, 255, 255, 0, 0, 0, 255, 127, 0, 163, 122, 82])
-        // Adobe-inverted: 0 is full ink.
-        let inverted = cmyk.map { 255 - $0 }
-        var rgbInverted = [UInt8](repeating: 0, count: 15)
-        ig_cmyk_to_rgb(inverted, &rgbInverted, 5, 1)
-        #expect(rgbInverted == rgb)
-    }
 }
 
 @Suite("PNG metadata")
@@ -433,5 +420,23 @@ struct JPEGFixtureTests {
         let (left, right) = Self.halves(decoded.image)
         #expect(Self.isClose(left, [255, 0, 0]), "\(left)")
         #expect(Self.isClose(right, [0, 0, 128]), "\(right)")
+    }
+
+    @Test("a CMYK JPEG's ICC profile is applied by the ingest pipeline", arguments: ["cmyk", "ycck"])
+    func adobeCMYKWithProfile(_ kind: String) async throws {
+        let plain = kind == "cmyk" ? JPEGFixtures.adobeCMYK : JPEGFixtures.adobeYCCK
+        let profile = try JPEGCodecTests.corpus("test1.icc")  // a CMYK printer profile
+        let tagged = JPEGBuilder.inserting(JPEGBuilder.iccSegments(profile), afterSOI: plain)
+        let ingestor = ImageIngestor(threads: 1)
+        let naive = try PNGCodec.decode(try await ingestor.ingest(plain, role: .image).bytes)
+        let managed = try PNGCodec.decode(try await ingestor.ingest(tagged, role: .image).bytes)
+        #expect(naive == (try JPEGCodec.decode(plain).image))
+        // The profile converts the same inks: the left half stays a red, the right half a blue, but
+        // the colours are the printer's, not the naive formula's.
+        #expect(managed != naive)
+        let (left, right) = Self.halves(managed)
+        #expect(left[0] > 150 && left[1] < 110 && left[2] < 110, "\(left)")
+        #expect(right[2] > right[0] + 30 && right[2] > right[1] + 30, "\(right)")
+        #expect(managed.isOpaque)
     }
 }

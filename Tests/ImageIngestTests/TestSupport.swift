@@ -91,3 +91,46 @@ func testPattern(width: Int, height: Int, alpha: Bool) -> RGBAImage {
     }
     return RGBAImage(width: width, height: height, pixels: pixels)
 }
+
+/// Reference decodes of the PngSuite by an independent decoder (pypng, `Tests/Tools/png_reference.py`),
+/// made once per test run into a temporary folder.
+enum PNGReference {
+    struct Decode {
+        var width: Int
+        var height: Int
+        var pixels: [UInt8]
+    }
+
+    private static let folder = Task { () throws -> URL in
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent(
+            "imagegen-pngref-\(UUID().uuidString)")
+        let files = try Corpus.files(in: Corpus.pngSuite, suffix: ".png").filter {
+            !$0.lastPathComponent.hasPrefix("x")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments =
+            ["python3", Corpus.packageRoot.appendingPathComponent("Tests/Tools/png_reference.py").path, output.path]
+            + files.map(\.path)
+        process.standardOutput = FileHandle.nullDevice
+        let status: Int32 = try await withCheckedThrowingContinuation { continuation in
+            process.terminationHandler = { continuation.resume(returning: $0.terminationStatus) }
+            do { try process.run() } catch { continuation.resume(throwing: error) }
+        }
+        guard status == 0 else {
+            throw IngestError(
+                .corrupt, "png_reference.py failed (status \(status)); is pypng installed? see scripts/setup.sh")
+        }
+        return output
+    }
+
+    static func decode(_ name: String) async throws -> Decode {
+        let folder = try await folder.value
+        let info =
+            try JSONSerialization.jsonObject(
+                with: Data(contentsOf: folder.appendingPathComponent(name + ".json"))) as? [String: Any] ?? [:]
+        return Decode(
+            width: info["width"] as? Int ?? 0, height: info["height"] as? Int ?? 0,
+            pixels: try Corpus.bytes(folder.appendingPathComponent(name + ".rgba")))
+    }
+}

@@ -21,7 +21,8 @@ struct AdmissionTests {
         #expect(hint > .milliseconds(300) && hint <= .milliseconds(1000))
         #expect(try await fixture.queue.claim(workerID: "w", limit: 10).jobs.isEmpty)
         try await Task.sleep(for: hint + .milliseconds(20))
-        #expect(try await fixture.queue.claim(workerID: "w", limit: 10).jobs.count == 1)
+        // Due after the hint (asking for one: a slow machine may have slept past more intervals).
+        #expect(try await fixture.queue.claim(workerID: "w", limit: 1).jobs.count == 1)
         // Nothing was lost: the rest are still queued, in order.
         #expect(try await fixture.queue.stats().queuedByTier["standard"] == 7)
     }

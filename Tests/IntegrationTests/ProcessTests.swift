@@ -3,6 +3,7 @@ import Foundation
 import JobQueue
 import RedisQueue
 import Testing
+import Webhooks
 
 /// Tests with real processes: the `imagegen worker` binary, a Redis server restarted with its
 /// append-only file, and the Python client.
@@ -38,6 +39,44 @@ struct ProcessTests {
         #expect(events.filter { $0.type == "succeeded" }.count == 1)
         #expect(events.filter { $0.type == "started" }.count == 2)
         #expect(events.contains { $0.type == "queued" && $0.fields["reason"] == "worker_lost" })
+    }
+
+    @Test("a worker process killed while its webhook request is in flight: the delivery is sent again, same webhook-id")
+    func webhookSurvivesKill() async throws {
+        let fixture = try await QueueFixture()
+        defer { fixture.close() }
+        let receiver = WebhookReceiver(script: [.hang])
+        let root = try await receiver.start()
+        defer { Task { await receiver.stop() } }
+        let secret = WebhookSecret.generate()
+        let victim = try startWorkerProcess(
+            queue: fixture.queue.name,
+            arguments: ["--sim-latency-ms", "10", "--webhook-allow-private-targets", "--webhook-timeout-seconds", "3"],
+            environment: ["IMAGEGEN_WEBHOOK_SECRET": secret])
+        let id = try await fixture.queue.enqueue(
+            JobSpec(user: "hook-user", prompt: "x", size: "64x64", webhookURL: root + "/h")
+        ).jobID
+        #expect(try await eventually(timeout: .seconds(30)) { receiver.requests.count == 1 })
+        kill(victim.processIdentifier, SIGKILL)  // while its request waits for an answer
+        _ = try await offPool { victim.waitUntilExit() }
+        #expect(try await fixture.queue.webhookDelivery(jobID: id)?["status"] == "pending")
+
+        let rescuer = RunningDispatcher(queue: fixture.queue, secrets: [try WebhookSecret(secret)])
+        let delivery = try await fixture.waitForDelivery(id, status: "delivered", timeout: .seconds(40))
+        try await rescuer.stop()
+        let requests = receiver.requests
+        #expect(requests.count == 2)
+        #expect(requests.count == 2 && requests[0].headers["webhook-id"] == requests[1].headers["webhook-id"])
+        #expect(delivery["attempts"] == "1")  // the dead process's attempt was never reported
+        let status = try await cli(["status", id, "--json", "--redis", SharedRedis.url, "--queue", fixture.queue.name])
+        #expect((status["webhook"] as? [String: String])?["status"] == "delivered")
+        #expect((status["webhook"] as? [String: String])?["url"] == nil)
+        let last = try #require(requests.last)
+        #expect(
+            WebhookSigner.verify(
+                messageID: last.headers["webhook-id"] ?? "",
+                timestamp: Int64(last.headers["webhook-timestamp"] ?? "") ?? 0,
+                body: last.body, header: last.headers["webhook-signature"] ?? "", secrets: [try WebhookSecret(secret)]))
     }
 
     @Test("SIGTERM drains a worker process: the running job is handed back at once")
@@ -192,8 +231,11 @@ private func succeeded(_ ids: [String], _ fixture: QueueFixture) async throws ->
     return count
 }
 
-/// Starts `imagegen worker` from this build on the shared Redis.
-private func startWorkerProcess(queue: String, arguments: [String]) throws -> Process {
+/// Starts `imagegen worker` from this build on the shared Redis, with `environment` added to this
+/// process's.
+private func startWorkerProcess(queue: String, arguments: [String], environment: [String: String] = [:]) throws
+    -> Process
+{
     let binary = packageRoot.appendingPathComponent(".build/debug/imagegen")
     guard FileManager.default.isExecutableFile(atPath: binary.path) else {
         throw TestFailure("\(binary.path) is missing: build it first (swift build)")
@@ -201,6 +243,7 @@ private func startWorkerProcess(queue: String, arguments: [String]) throws -> Pr
     let process = Process()
     process.executableURL = binary
     process.arguments = ["worker", "--redis", SharedRedis.url, "--queue", queue, "--log-level", "warning"] + arguments
+    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     process.standardOutput = FileHandle.nullDevice
     process.standardError = FileHandle.nullDevice
     try process.run()

@@ -86,13 +86,32 @@ int ig_png_decode_rgba(
     const uint8_t *data, size_t length, uint32_t max_width, uint32_t max_height, uint64_t max_pixels,
     ig_image_out *out, char *errbuf, size_t errlen);
 
+/* How PNG output is compressed. */
+typedef enum ig_png_strategy {
+    /* Per image: run-length coding when a sample says it is as small as deflate (photos), else deflate. */
+    IG_PNG_STRATEGY_AUTOMATIC = 0,
+    /* zlib's Z_RLE over Paeth-filtered rows: fast, small for photographs. */
+    IG_PNG_STRATEGY_RLE = 1,
+    /* Full deflate at `level` over adaptively filtered rows: smallest for screenshots and flat art. */
+    IG_PNG_STRATEGY_DEFLATE = 2
+} ig_png_strategy;
+
+typedef struct ig_png_encode_options {
+    int level;    /* zlib level 0-9; 0 stores the rows uncompressed and unfiltered */
+    int strategy; /* an ig_png_strategy */
+    int threads;  /* 2 compresses the two halves of a large image at once; 0 or 1 one thread */
+} ig_png_encode_options;
+
 /*
  * Encodes `width * height` RGBA8 pixels as PNG. With has_alpha == 0 the alpha channel is dropped
- * and an RGB PNG is written. The output carries no metadata beyond what libpng writes for sRGB.
+ * and an RGB PNG is written. `opts` NULL means level 6, automatic strategy, one thread. The output
+ * carries no metadata: only IHDR, IDAT and IEND. libpng writes the signature, the header and the
+ * chunks; the rows are filtered here (Paeth for run-length coding, libpng's adaptive heuristic for
+ * deflate) and compressed with zlib in one or two bands, concatenated into one zlib stream.
  */
 int ig_png_encode_rgba(
-    const uint8_t *rgba, uint32_t width, uint32_t height, int has_alpha, ig_buffer *out,
-    char *errbuf, size_t errlen);
+    const uint8_t *rgba, uint32_t width, uint32_t height, int has_alpha, const ig_png_encode_options *opts,
+    ig_buffer *out, char *errbuf, size_t errlen);
 
 /*
  * Reads the PNG signature and IHDR, then walks the chunk list up to the first IDAT looking for
@@ -137,6 +156,43 @@ int ig_png_decode_rgba_meta(
     const uint8_t *data, size_t length, uint32_t max_width, uint32_t max_height, uint64_t max_pixels,
     ig_image_out *out, ig_image_meta *meta, char *errbuf, size_t errlen);
 
+/* What a row-by-row decoder knows once it is open. */
+typedef struct ig_stream_info {
+    /* The size of the rows it returns (after shrink-on-load for a started JPEG stream). */
+    uint32_t width;
+    uint32_t height;
+    /* The size declared by the file. */
+    uint32_t source_width;
+    uint32_t source_height;
+    /* EXIF orientation 1-8; 1 without EXIF data (JPEG APP1, PNG eXIf anywhere before IEND). */
+    uint8_t orientation;
+    /* JPEG only: the source is CMYK or YCCK. */
+    uint8_t is_cmyk;
+    /* The embedded ICC profile or NULL; owned by the stream, valid until it is closed. */
+    const uint8_t *icc;
+    size_t icc_length;
+} ig_stream_info;
+
+/*
+ * A PNG decoded row by row to RGBA8, with the conversions and checks of ig_png_decode_rgba, so a
+ * caller can resize while decoding and never hold the full-size image. Interlaced images are decoded
+ * whole at open (Adam7 needs every pass). After a failed read the stream can only be closed.
+ */
+typedef struct ig_png_stream ig_png_stream;
+
+/* Reads the headers, applies the limits and prepares decoding. On success `*out` must be closed. */
+int ig_png_stream_open(
+    const uint8_t *data, size_t length, uint32_t max_width, uint32_t max_height, uint64_t max_pixels,
+    ig_png_stream **out, ig_stream_info *info, char *errbuf, size_t errlen);
+
+/*
+ * Decodes the next `count` rows into `rows` (count * width * 4 bytes). The read that returns the last
+ * row also reads through IEND, so damage after the image data is reported there.
+ */
+int ig_png_stream_read(ig_png_stream *stream, uint8_t *rows, uint32_t count, char *errbuf, size_t errlen);
+
+void ig_png_stream_close(ig_png_stream *stream);
+
 /* Limits and shrink-on-load request for ig_jpeg_decode. Zero-initialise, then set what you need. */
 typedef struct ig_jpeg_options {
     /* Size limits on the source image, checked after the headers, before any scan is decoded; 0 = none. */
@@ -155,10 +211,10 @@ typedef struct ig_jpeg_options {
     uint32_t target_height;
 } ig_jpeg_options;
 
-/* A decoded JPEG: `width * height` RGB8 pixels, rows top to bottom, no padding. */
+/* A decoded JPEG: `width * height` opaque RGBA8 pixels, rows top to bottom, no padding. */
 typedef struct ig_jpeg_out {
     uint8_t *pixels; /* malloc'd; release with ig_free */
-    size_t length;   /* width * height * 3 */
+    size_t length;   /* width * height * 4 */
     uint32_t width;  /* after shrink-on-load */
     uint32_t height;
     uint32_t source_width; /* as declared by the frame header */
@@ -167,7 +223,7 @@ typedef struct ig_jpeg_out {
 } ig_jpeg_out;
 
 /*
- * Decodes an 8-bit JPEG (baseline, extended, progressive, Huffman or arithmetic) to RGB8. Grey,
+ * Decodes an 8-bit JPEG (baseline, extended, progressive, Huffman or arithmetic) to RGBA8. Grey,
  * YCbCr and RGB are converted by libjpeg; CMYK and YCCK are converted here (Adobe-inverted when the
  * stream has an Adobe APP14 marker). Also returns the EXIF orientation (APP1) and the ICC profile
  * (APP2 ICC_PROFILE). Nothing is printed; libjpeg warnings that mean damaged data are errors.
@@ -183,6 +239,35 @@ int ig_jpeg_decode(
     size_t errlen);
 
 /*
+ * A JPEG decoded row by row, with the checks and conversions of ig_jpeg_decode: open reads the
+ * headers (limits, scan count, colour space, EXIF orientation, ICC profile), start picks the DCT
+ * scale and starts decompressing, read returns rows. After a failure the stream can only be closed.
+ */
+typedef struct ig_jpeg_stream ig_jpeg_stream;
+
+/*
+ * `opts` gives the limits (its targets are ignored: see start). With raw_cmyk != 0 a CMYK or YCCK
+ * JPEG returns CMYK8 rows (0 = no ink, Adobe inversion undone) for the caller to colour-manage;
+ * otherwise such rows are converted with the naive formula (R = (255 - C) * (255 - K) / 255).
+ */
+int ig_jpeg_stream_open(
+    const uint8_t *data, size_t length, const ig_jpeg_options *opts, int raw_cmyk, ig_jpeg_stream **out,
+    ig_stream_info *info, char *errbuf, size_t errlen);
+
+/* Shrink-on-load as in ig_jpeg_options (0, 0 = full size); updates info's width and height. */
+int ig_jpeg_stream_start(
+    ig_jpeg_stream *stream, uint32_t target_width, uint32_t target_height, ig_stream_info *info, char *errbuf,
+    size_t errlen);
+
+/*
+ * Decodes the next `count` rows into `rows` (count * width * 4 bytes). The read that returns the last
+ * row also reads through EOI.
+ */
+int ig_jpeg_stream_read(ig_jpeg_stream *stream, uint8_t *rows, uint32_t count, char *errbuf, size_t errlen);
+
+void ig_jpeg_stream_close(ig_jpeg_stream *stream);
+
+/*
  * Encodes `width * height` RGB8 pixels as a baseline JPEG (4:2:0, optimized Huffman tables,
  * quality 1-100, clamped). Writes a JFIF header and no other metadata.
  */
@@ -190,12 +275,6 @@ int ig_jpeg_encode_rgb(
     const uint8_t *rgb, uint32_t width, uint32_t height, int quality, ig_buffer *out, char *errbuf,
     size_t errlen);
 
-/*
- * Converts `pixel_count` CMYK8 pixels to RGB8. `inverted` != 0 for Adobe-style data, where 0 means
- * full ink (R = C * K / 255); otherwise 255 means full ink (R = (255 - C) * (255 - K) / 255).
- * `cmyk` and `rgb` must not overlap.
- */
-void ig_cmyk_to_rgb(const uint8_t *cmyk, uint8_t *rgb, size_t pixel_count, int inverted);
 
 /*
  * Reads the orientation tag (0x0112) of IFD0 of an EXIF TIFF structure ("II*\0" or "MM\0*"

@@ -30,6 +30,12 @@
 --   P:dead               ZSET   job id -> time it died (ms), capped
 --   P:events             STREAM lifecycle events, trimmed by age
 --   P:wake               LIST   wake-up tokens for workers blocked in BLPOP
+--   P:wh:<job id>        HASH   the job's webhook delivery: message id, URL, payload fields, attempts,
+--                               lease token, status                                    (TTL: retention)
+--   P:wh:due             ZSET   job id -> when its delivery is due (ms); while claimed, its lease deadline
+--   P:wh:disabled        HASH   endpoint URL -> when it answered 410 Gone (ms)             (TTL: retention)
+--   P:wh:default_url     STRING the deployment's default webhook URL (no user content)
+--   P:wh:wake            LIST   wake-up tokens for webhook dispatchers blocked in BLPOP
 -- Channels: P:nudge (event published: "<type> <job id>"), P:cancel (job id of a canceled
 -- running job).
 --
@@ -38,7 +44,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 8
+local REVISION = 9
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -130,6 +136,36 @@ local function touch(P, c, key)
   redis.call('PEXPIRE', key, c.retention_ms)
 end
 
+-- Records the webhook delivery of a job that just reached terminal state `kind`, in the same
+-- step as the state and its event `eid`: to the job's `webhook_url`, else the deployment's
+-- default URL, unless there is neither or the endpoint was disabled (410). The payload fields are
+-- references only: no prompt. `code` is the error code or dead reason, `result` the result JSON.
+local function record_webhook(P, c, now, id, kind, eid, user, code, result)
+  local spec_json = redis.call('HGET', P .. ':job:' .. id, 'spec') or ''
+  local default_url = redis.call('GET', P .. ':wh:default_url')
+  if not string.find(spec_json, 'webhook_url', 1, true) and not default_url then return end
+  local url, metadata = nil, '{}'
+  local ok, spec = pcall(cjson.decode, spec_json)
+  if ok and type(spec) == 'table' then
+    if type(spec.webhook_url) == 'string' and spec.webhook_url ~= '' then url = spec.webhook_url end
+    if type(spec.metadata) == 'table' and next(spec.metadata) ~= nil then metadata = cjson.encode(spec.metadata) end
+  end
+  url = url or default_url
+  if not url or url == '' then return end
+  if redis.call('HEXISTS', P .. ':wh:disabled', url) == 1 then return end
+  local wk = P .. ':wh:' .. id
+  redis.call('DEL', wk)
+  redis.call('HSET', wk, 'msg', 'msg_' .. id .. '_' .. eid, 'job', id, 'url', url, 'state', kind, 'user', user,
+    'at', now, 'code', code or '', 'result', result or '', 'metadata', metadata, 'attempts', 0, 'claims', 0,
+    'token', '', 'status', 'pending', 'updated_ms', now)
+  touch(P, c, wk)
+  redis.call('ZADD', P .. ':wh:due', now, id)
+  touch(P, c, P .. ':wh:due')
+  redis.call('RPUSH', P .. ':wh:wake', '1')
+  redis.call('LTRIM', P .. ':wh:wake', -64, -1)
+  touch(P, c, P .. ':wh:wake')
+end
+
 -- Puts a job (state already set to queued) into its tier's queue and its user into the ring.
 local function push_ready(P, c, id, user, tier)
   local jobs = P .. ':t:' .. tier .. ':jobs'
@@ -175,9 +211,13 @@ local function bury(P, c, now, id, user, tier, reason, message)
   local excess = redis.call('ZCARD', P .. ':dead') - c.dead_max
   if excess > 0 then
     local old = redis.call('ZPOPMIN', P .. ':dead', excess)
-    for i = 1, #old, 2 do redis.call('DEL', P .. ':job:' .. old[i]) end
+    for i = 1, #old, 2 do
+      redis.call('DEL', P .. ':job:' .. old[i], P .. ':wh:' .. old[i])
+      redis.call('ZREM', P .. ':wh:due', old[i])
+    end
   end
-  emit(P, c, now, 'dead', id, user, tier, { 'reason', reason })
+  local eid = emit(P, c, now, 'dead', id, user, tier, { 'reason', reason })
+  record_webhook(P, c, now, id, 'dead', eid, user, reason, '')
 end
 
 -- A job whose worker vanished (lease expired or worker heartbeat gone) goes back to the queue,
@@ -614,7 +654,8 @@ local function complete(keys, args)
   redis.call('HSET', job.jk, 'state', 'succeeded', 'result', args[3], 'token', '', 'updated_ms', now, 'finished_ms', now)
   touch(P, c, job.jk)
   leave_active(P, c, id, job.user)
-  emit(P, c, now, 'succeeded', id, job.user, job.tier, { 'result', args[3] })
+  local eid = emit(P, c, now, 'succeeded', id, job.user, job.tier, { 'result', args[3] })
+  record_webhook(P, c, now, id, 'succeeded', eid, job.user, '', args[3])
   wake(P, c, 1)
   return 1
 end
@@ -655,7 +696,8 @@ local function fail_job(keys, args)
     extra[#extra + 1] = 'categories'
     extra[#extra + 1] = args[8]
   end
-  emit(P, c, now, 'failed', id, job.user, job.tier, extra)
+  local eid = emit(P, c, now, 'failed', id, job.user, job.tier, extra)
+  record_webhook(P, c, now, id, 'failed', eid, job.user, code, '')
   return 'failed'
 end
 
@@ -697,7 +739,8 @@ local function cancel(keys, args)
     wake(P, c, 1)
   end
   redis.call('HSET', jk, 'state', 'canceled', 'token', '', 'updated_ms', now, 'finished_ms', now)
-  emit(P, c, now, 'canceled', id, user, tier, { 'was', state })
+  local eid = emit(P, c, now, 'canceled', id, user, tier, { 'was', state })
+  record_webhook(P, c, now, id, 'canceled', eid, user, '', '')
   return state
 end
 
@@ -735,7 +778,7 @@ local function dlq_delete(keys, args)
 end
 
 -- Removes every trace of one job: its place in the queue structures, its lease (a running worker
--- is fenced out and told to stop), its record, idempotency key, uploads and outputs.
+-- is fenced out and told to stop), its record, idempotency key, uploads, outputs and webhook delivery.
 -- Returns the number of keys deleted, or -1 when the job does not exist.
 local function erase_job(P, c, now, id)
   local jk = P .. ':job:' .. id
@@ -752,7 +795,8 @@ local function erase_job(P, c, now, id)
   elseif state == 'dead' then
     redis.call('ZREM', P .. ':dead', id)
   end
-  local doomed = { jk }
+  local doomed = { jk, P .. ':wh:' .. id }
+  redis.call('ZREM', P .. ':wh:due', id)
   if job[4] and job[4] ~= '' then doomed[#doomed + 1] = P .. ':idem:' .. job[4] end
   local ok, spec = pcall(cjson.decode, job[5] or '')
   if ok and type(spec) == 'table' then
@@ -954,6 +998,100 @@ local function backend_state(keys, args)
     'unavailable_count', tonumber(s.unavailable_count or '0'), 'quota_count', tonumber(s.quota_count or '0') }
 end
 
+-- webhook_claim: ARGV = dispatcher id, max deliveries, lease ms
+-- Leases due deliveries: each gets a fresh fencing token and its due time moves to the lease's end,
+-- so a dispatcher that dies leaves it to be claimed again (same message id, same attempt).
+-- Reply: { wait hint ms (when fewer than asked were claimed: until the earliest due time or lease
+--          end; -1: nothing scheduled), then per delivery: job id, token, attempt, message id, url,
+--          state, user, at ms, code, result JSON, metadata JSON }
+local function webhook_claim(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local now = now_ms()
+  local want, lease = tonumber(args[2]) or 1, tonumber(args[3]) or 60000
+  local due_key = P .. ':wh:due'
+  local reply = { -1 }
+  local claimed = 0
+  local due = redis.call('ZRANGEBYSCORE', due_key, '-inf', now, 'LIMIT', 0, want)
+  for _, id in ipairs(due) do
+    local wk = P .. ':wh:' .. id
+    local d = redis.call('HMGET', wk, 'status', 'url', 'attempts', 'claims', 'msg', 'state', 'user', 'at', 'code',
+      'result', 'metadata')
+    local attempts, claims = tonumber(d[3] or '0') or 0, tonumber(d[4] or '0') or 0
+    if d[1] ~= 'pending' then
+      redis.call('ZREM', due_key, id)
+    elseif redis.call('HEXISTS', P .. ':wh:disabled', d[2]) == 1 then
+      redis.call('HSET', wk, 'status', 'disabled', 'token', '', 'updated_ms', now)
+      redis.call('ZREM', due_key, id)
+    elseif claims - attempts >= 5 then
+      -- Dispatchers kept dying on this one without reporting: give it up.
+      redis.call('HSET', wk, 'status', 'failed', 'token', '', 'last_error', 'abandoned', 'updated_ms', now)
+      redis.call('ZREM', due_key, id)
+    else
+      local token = tostring(redis.call('INCR', P .. ':fence'))
+      redis.call('HSET', wk, 'token', token, 'claims', claims + 1, 'dispatcher', args[1], 'updated_ms', now)
+      redis.call('ZADD', due_key, 'XX', now + lease, id)
+      for _, v in ipairs({ id, token, attempts + 1, d[5], d[2], d[6], d[7], d[8], d[9], d[10], d[11] }) do
+        reply[#reply + 1] = v
+      end
+      claimed = claimed + 1
+    end
+  end
+  if claimed < want then
+    -- Stale wake-ups go; the hint says when the earliest delivery (or lease) falls due.
+    redis.call('DEL', P .. ':wh:wake')
+    local head = redis.call('ZRANGE', due_key, 0, 0, 'WITHSCORES')
+    if #head > 0 then reply[1] = math.max(0, tonumber(head[2]) - now) end
+  end
+  return reply
+end
+
+-- webhook_report: ARGV = job id, token, outcome ('delivered' | 'retry' | 'failed' | 'disabled' |
+--                        'refused'), retry delay ms, HTTP status (0: none), reason
+-- Records one attempt. 'retry' schedules the next (and wakes a dispatcher to wait for it);
+-- 'disabled' also stops every later delivery to the URL. Reply 1, or IMAGEGEN fenced when the lease is no longer the caller's.
+local function webhook_report(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local id, token, outcome = args[1], args[2], args[3]
+  local wk = P .. ':wh:' .. id
+  local d = redis.call('HMGET', wk, 'status', 'token', 'url')
+  if d[1] ~= 'pending' or d[2] ~= token or token == '' then
+    return fail('fenced', 'webhook delivery ' .. id .. ' is not held by this lease')
+  end
+  local now = now_ms()
+  redis.call('HINCRBY', wk, 'attempts', 1)
+  redis.call('HSET', wk, 'token', '', 'last_status', args[5] or '0', 'last_error', args[6] or '', 'updated_ms', now)
+  if outcome == 'retry' then
+    redis.call('ZADD', P .. ':wh:due', now + (tonumber(args[4]) or 0), id)
+    -- Wake a waiting dispatcher so that its next wait ends when this retry falls due.
+    redis.call('RPUSH', P .. ':wh:wake', '1')
+    redis.call('LTRIM', P .. ':wh:wake', -64, -1)
+    touch(P, c, P .. ':wh:wake')
+  else
+    redis.call('ZREM', P .. ':wh:due', id)
+    redis.call('HSET', wk, 'status', outcome)
+    if outcome == 'disabled' then
+      redis.call('HSET', P .. ':wh:disabled', d[3], now)
+      touch(P, c, P .. ':wh:disabled')
+    end
+  end
+  touch(P, c, wk)
+  touch(P, c, P .. ':wh:due')
+  return 1
+end
+
+-- webhook_default: ARGV = URL ('' removes it). The deployment's webhook URL for jobs without one.
+local function webhook_default(keys, args)
+  local P = keys[1]
+  if (args[1] or '') == '' then
+    redis.call('DEL', P .. ':wh:default_url')
+  else
+    redis.call('SET', P .. ':wh:default_url', args[1])
+  end
+  return 1
+end
+
 -- configure: ARGV = field, value pairs (see DEFAULTS). Reply: the effective settings.
 local function configure(keys, args)
   local P = keys[1]
@@ -1026,3 +1164,6 @@ redis.register_function('imagegen_v1_stats', stats)
 redis.register_function('imagegen_v1_throttle', throttle)
 redis.register_function('imagegen_v1_backend_state', backend_state)
 redis.register_function('imagegen_v1_usage', usage)
+redis.register_function('imagegen_v1_webhook_claim', webhook_claim)
+redis.register_function('imagegen_v1_webhook_report', webhook_report)
+redis.register_function('imagegen_v1_webhook_default', webhook_default)

@@ -39,7 +39,7 @@ struct QueueFixture {
     func keysBreakingRetention(_ retention: Duration) async throws -> [String] {
         let exempt: Set<String> = [
             "\(queue.keys.prefix):seq", "\(queue.keys.prefix):fence", "\(queue.keys.prefix):config",
-            "\(queue.keys.prefix):sched", "\(queue.keys.prefix):wake",
+            "\(queue.keys.prefix):sched", "\(queue.keys.prefix):wake", queue.keys.webhookDefaultURL,
         ]
         var bad: [String] = []
         for key in try await keys() where !exempt.contains(key) {

@@ -1,0 +1,108 @@
+import Synchronization
+
+/// A budget of pixels being decoded at once, shared by every ingest of an ``ImageIngestor``.
+///
+/// Each decode takes its image's pixel count from the budget before it starts and gives it back
+/// when it ends, so a worker with many slots never holds many giant images in memory at the same
+/// time. An image larger than the whole budget takes all of it and runs alone. Waiters are served
+/// first come, first served, so a large image is not starved by a stream of small ones.
+public final class PixelBudget: Sendable {
+    /// The pixels that may be decoded at once.
+    public let capacity: Int
+
+    private struct Waiter {
+        var id: UInt64
+        var cost: Int
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private struct State {
+        var available: Int
+        var waiters: [Waiter] = []
+        var nextID: UInt64 = 0
+    }
+
+    private let state: Mutex<State>
+
+    /// Creates a budget of `capacity` pixels (at least 1).
+    public init(capacity: Int) {
+        self.capacity = max(1, capacity)
+        self.state = Mutex(State(available: max(1, capacity)))
+    }
+
+    /// The pixels not taken at the moment.
+    public var available: Int { state.withLock { $0.available } }
+
+    /// Runs `body` holding `pixels` of the budget (at most the whole budget), waiting for them first.
+    ///
+    /// - Throws: `CancellationError` when the task is canceled while waiting, or what `body` throws.
+    public func withPixels<T: Sendable>(_ pixels: Int, _ body: () async throws -> T) async throws -> T {
+        let cost = min(capacity, max(1, pixels))
+        try await acquire(cost)
+        do {
+            let result = try await body()
+            release(cost)
+            return result
+        } catch {
+            release(cost)
+            throw error
+        }
+    }
+
+    private func acquire(_ cost: Int) async throws {
+        let id: UInt64? = state.withLock { state in
+            if state.waiters.isEmpty && state.available >= cost {
+                state.available -= cost
+                return nil
+            }
+            state.nextID += 1
+            return state.nextID
+        }
+        guard let id else { return }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                // Pixels may have come back since the first look.
+                let outcome = state.withLock { state -> Result<Bool, CancellationError> in
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    if state.waiters.isEmpty && state.available >= cost {
+                        state.available -= cost
+                        return .success(true)
+                    }
+                    state.waiters.append(Waiter(id: id, cost: cost, continuation: continuation))
+                    return .success(false)
+                }
+                switch outcome {
+                case .failure(let error): continuation.resume(throwing: error)
+                case .success(true): continuation.resume()
+                case .success(false): break
+                }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> Waiter? in
+                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiters.remove(at: index)
+            }
+            waiter?.continuation.resume(throwing: CancellationError())
+            // It may have been the head, holding back the ones behind it.
+            wakeWaiters()
+        }
+    }
+
+    private func release(_ cost: Int) {
+        state.withLock { $0.available += cost }
+        wakeWaiters()
+    }
+
+    /// Hands pixels to waiters in arrival order while the first one fits.
+    private func wakeWaiters() {
+        let ready = state.withLock { state -> [Waiter] in
+            var ready: [Waiter] = []
+            while let first = state.waiters.first, first.cost <= state.available {
+                state.available -= first.cost
+                ready.append(state.waiters.removeFirst())
+            }
+            return ready
+        }
+        for waiter in ready { waiter.continuation.resume() }
+    }
+}

@@ -1,0 +1,87 @@
+import ImageIngest
+import Synchronization
+import Testing
+
+@Suite("Pixel budget")
+struct PixelBudgetTests {
+    /// Records the order in which things happen.
+    final class Log: Sendable {
+        private let entries = Mutex<[String]>([])
+        func append(_ entry: String) { entries.withLock { $0.append(entry) } }
+        var all: [String] { entries.withLock { $0 } }
+    }
+
+    @Test func aDecodeThatDoesNotFitWaitsForPixelsToComeBack() async throws {
+        let budget = PixelBudget(capacity: 100)
+        let log = Log()
+        let (firstHolds, firstHoldsContinuation) = AsyncStream<Void>.makeStream()
+        let (releaseFirst, releaseFirstContinuation) = AsyncStream<Void>.makeStream()
+        let first = Task {
+            try await budget.withPixels(60) {
+                log.append("first start")
+                firstHoldsContinuation.yield()
+                for await _ in releaseFirst { break }
+                log.append("first end")
+            }
+        }
+        for await _ in firstHolds { break }
+        #expect(budget.available == 40)
+        let second = Task {
+            try await budget.withPixels(60) { log.append("second start") }
+        }
+        // A small one that fits must still queue behind the waiting one (first come, first served).
+        let third = Task {
+            try await budget.withPixels(10) { log.append("third start") }
+        }
+        // Let both reach the budget (not a timing assertion: starting late would only make the
+        // order below easier to meet).
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(log.all == ["first start"])
+        releaseFirstContinuation.yield()
+        try await first.value
+        try await second.value
+        try await third.value
+        let entries = log.all
+        #expect(entries.first == "first start")
+        #expect(entries[1] == "first end")
+        #expect(Set(entries[2...]) == ["second start", "third start"])
+        #expect(entries.firstIndex(of: "second start")! > entries.firstIndex(of: "first end")!)
+        #expect(entries.firstIndex(of: "third start")! > entries.firstIndex(of: "first end")!)
+        #expect(budget.available == 100)
+    }
+
+    @Test func anImageLargerThanTheBudgetRunsAlone() async throws {
+        let budget = PixelBudget(capacity: 100)
+        let seen = try await budget.withPixels(1_000_000) { budget.available }
+        #expect(seen == 0)
+        #expect(budget.available == 100)
+    }
+
+    @Test func aCanceledWaiterGivesUpItsPlace() async throws {
+        let budget = PixelBudget(capacity: 100)
+        let (holding, holdingContinuation) = AsyncStream<Void>.makeStream()
+        let (release, releaseContinuation) = AsyncStream<Void>.makeStream()
+        let holder = Task {
+            try await budget.withPixels(100) {
+                holdingContinuation.yield()
+                for await _ in release { break }
+            }
+        }
+        for await _ in holding { break }
+        let waiter = Task { try await budget.withPixels(50) { "ran" } }
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+        releaseContinuation.yield()
+        try await holder.value
+        #expect(budget.available == 100)
+        #expect(try await budget.withPixels(100) { "ran" } == "ran")
+    }
+
+    @Test func errorsGiveThePixelsBack() async {
+        let budget = PixelBudget(capacity: 10)
+        await #expect(throws: IngestError.self) {
+            try await budget.withPixels(10) { throw IngestError(.corrupt, "bad") }
+        }
+        #expect(budget.available == 10)
+    }
+}
