@@ -48,9 +48,30 @@ public final class FakeImagesServer: Sendable {
         public var maxCount: Int = 10
         /// Seeds the error and latency draws. Default 0.
         public var seed: UInt64 = 0
+        /// Categories named in moderation refusals, as `safety_violations=[...]` in the message. Default `violence`.
+        public var moderationCategories: [String] = ["violence"]
+        /// When set, every image call within the limits gets this error answer. Default nil.
+        public var forcedError: ForcedError?
 
         /// Creates a configuration with the documented defaults.
         public init() {}
+    }
+
+    /// An error answer the server gives to every call (for tests of each kind of answer).
+    public struct ForcedError: Sendable {
+        public var status: Int
+        /// `error.code` of the body; nil sends a non-JSON body.
+        public var code: String?
+        public var type: String
+        /// The `Retry-After` header, when set.
+        public var retryAfter: String?
+
+        public init(status: Int, code: String?, type: String = "invalid_request_error", retryAfter: String? = nil) {
+            self.status = status
+            self.code = code
+            self.type = type
+            self.retryAfter = retryAfter
+        }
     }
 
     /// What the server counted since it started.
@@ -216,6 +237,14 @@ public final class FakeImagesServer: Sendable {
             return draw < edge
         }
         let retryAfter = [("Retry-After", String(configuration.retryAfterSeconds))]
+        if let forced = configuration.forcedError {
+            let body =
+                forced.code.map { Self.error($0, type: forced.type, "forced answer: \($0)") }
+                ?? Array("<html>forced answer</html>".utf8)
+            return answer(
+                HTTPResponseStatus(statusCode: forced.status), body,
+                forced.retryAfter.map { [("Retry-After", $0)] } ?? [], after: delay)
+        }
         if next(configuration.serverErrorRate) {
             return answer(
                 .internalServerError, Self.error("server_error", type: "server_error", "simulated failure"),
@@ -243,7 +272,10 @@ public final class FakeImagesServer: Sendable {
         if next(configuration.moderationRate) || blocked {
             return answer(
                 .badRequest,
-                Self.error("moderation_blocked", type: "image_generation_user_error", "refused by the safety system"),
+                Self.error(
+                    "moderation_blocked", type: "image_generation_user_error",
+                    "Your request was refused by the safety system. safety_violations=["
+                        + configuration.moderationCategories.joined(separator: ", ") + "]."),
                 after: delay)
         }
         if next(configuration.timeoutRate) {

@@ -118,11 +118,19 @@ public struct BackendError: Error, Sendable, CustomStringConvertible {
     public var message: String
     /// Seconds the provider asked us to wait, when it said.
     public var retryAfter: Double?
+    /// The provider's HTTP status, when it answered (a 503 pauses every worker; a 500 does not).
+    public var status: Int?
+    /// The moderation categories the provider named for a ``Code/moderationBlocked`` refusal.
+    public var categories: [String]
 
-    public init(_ code: Code, _ message: String, retryAfter: Double? = nil) {
+    public init(
+        _ code: Code, _ message: String, retryAfter: Double? = nil, status: Int? = nil, categories: [String] = []
+    ) {
         self.code = code
         self.message = message
         self.retryAfter = retryAfter
+        self.status = status
+        self.categories = categories
     }
 
     /// Whether running the same request again later can succeed.

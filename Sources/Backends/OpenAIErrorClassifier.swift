@@ -10,7 +10,7 @@ import NIOPosix
 ///
 /// | Answer | Code |
 /// |---|---|
-/// | 400 with `moderation_blocked` or `content_policy_violation` | ``BackendError/Code/moderationBlocked`` |
+/// | 400 with `moderation_blocked` or `content_policy_violation` | ``BackendError/Code/moderationBlocked``, with the categories |
 /// | 401, 403 | ``BackendError/Code/unauthorized`` |
 /// | 429 with `insufficient_quota`, `billing_hard_limit_reached` or `billing_not_active` | ``BackendError/Code/quotaExhausted`` |
 /// | any other 429 | ``BackendError/Code/rateLimited`` |
@@ -22,7 +22,8 @@ import NIOPosix
 /// `retryAfter` comes from `Retry-After` (seconds or an HTTP date) or, failing that, from the
 /// `x-ratelimit-reset-*` headers (Go-style durations such as `1s`, `6m0s`, `20ms`). Messages carry
 /// the provider's own message and code only: the request (and so the prompt and the API key) is
-/// never an input here.
+/// never an input here. The moderation categories come from `safety_violations=[...]` in the
+/// message (what the OpenAI Images API sends) or a `categories` list or object in the error.
 public enum OpenAIErrorClassifier {
     /// The `error` object of an OpenAI error body.
     public struct ErrorBody: Sendable, Equatable {
@@ -32,12 +33,15 @@ public enum OpenAIErrorClassifier {
         public var type: String?
         /// The provider's human-readable message.
         public var message: String?
+        /// Moderation categories named by a `categories` list (or object of flags) in the error.
+        public var categories: [String] = []
 
         /// Creates an error body.
-        public init(code: String? = nil, type: String? = nil, message: String? = nil) {
+        public init(code: String? = nil, type: String? = nil, message: String? = nil, categories: [String] = []) {
             self.code = code
             self.type = type
             self.message = message
+            self.categories = categories
         }
 
         /// Parses `{"error":{"code":..,"type":..,"message":..}}`; nil when the body is not that shape.
@@ -48,6 +52,11 @@ public enum OpenAIErrorClassifier {
             self.code = error["code"] as? String
             self.type = error["type"] as? String
             self.message = error["message"] as? String
+            if let list = error["categories"] as? [String] {
+                self.categories = list
+            } else if let flags = error["categories"] as? [String: Any] {
+                self.categories = flags.filter { ($0.value as? Bool) == true }.map(\.key).sorted()
+            }
         }
     }
 
@@ -60,6 +69,7 @@ public enum OpenAIErrorClassifier {
         let markers = [parsed?.code, parsed?.type].compactMap { $0 }
         let retryAfter = self.retryAfter(headers: headers, now: now)
         let code: BackendError.Code
+        var categories: [String] = []
         switch status {
         case 401, 403:
             code = .unauthorized
@@ -69,12 +79,18 @@ public enum OpenAIErrorClassifier {
         case 400..<500:
             let moderation = ["moderation_blocked", "content_policy_violation"]
             code = status == 400 && markers.contains(where: moderation.contains) ? .moderationBlocked : .invalidRequest
+            if code == .moderationBlocked {
+                categories = parsed?.categories ?? []
+                if categories.isEmpty { categories = moderationCategories(in: parsed?.message ?? "") }
+            }
         case 500..<600:
             code = .unavailable
         default:
             code = .unavailable
         }
-        return BackendError(code, message(status: status, parsed: parsed), retryAfter: retryAfter)
+        return BackendError(
+            code, message(status: status, parsed: parsed), retryAfter: retryAfter, status: status,
+            categories: categories)
     }
 
     /// Classifies a failure to get an answer at all. `canceled` tells whether the calling task was canceled.
@@ -98,6 +114,19 @@ public enum OpenAIErrorClassifier {
             return BackendError(.unavailable, "the connection to the provider failed: \(type(of: error))")
         }
         return BackendError(.unavailable, "the call to the provider failed: \(type(of: error))")
+    }
+
+    /// The categories of `safety_violations=[sexual, violence]` in a provider message: lowercase
+    /// words of letters, digits, `_`, `-` and `/`, at most 16; empty when the message names none.
+    public static func moderationCategories(in message: String) -> [String] {
+        guard let start = message.range(of: "safety_violations=["),
+            let end = message[start.upperBound...].firstIndex(of: "]")
+        else { return [] }
+        let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789_-/")
+        return message[start.upperBound..<end].split(separator: ",")
+            .map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
+            .filter { !$0.isEmpty && $0.count <= 64 && $0.allSatisfy(allowed.contains) }
+            .prefix(16).map { $0 }
     }
 
     /// Seconds to wait, from `Retry-After` or else the `x-ratelimit-reset-*` headers (the longest of them).

@@ -89,6 +89,9 @@ public struct OpenAIImagesBackend: ImageModelBackend {
         clientConfiguration.decompression = .disabled
         clientConfiguration.connectionPool = .init(
             idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: max(1, configuration.maxConnections))
+        // A refused connection fails the call at once (a retryable `unavailable`) instead of being
+        // retried with backoff by the pool until the connect timeout: the queue owns retries.
+        clientConfiguration.connectionPool.retryConnectionEstablishment = false
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         self.pool = BlockingThreadPool(threads: 1)
     }

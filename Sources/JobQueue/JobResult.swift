@@ -89,10 +89,45 @@ public struct JobFailure: Sendable, Equatable {
     /// A message for the user. Never the prompt.
     public var message: String
     public var disposition: Disposition
+    /// What the failure says about the backend as a whole, for every worker to obey (a shared
+    /// pause, the quota breaker). Nil for failures of this job alone.
+    public var signal: BackendSignal?
+    /// The provider's moderation categories of a refused job (`violence`, …); empty otherwise.
+    public var categories: [String]
 
-    public init(code: String, message: String, disposition: Disposition) {
+    public init(
+        code: String, message: String, disposition: Disposition, signal: BackendSignal? = nil,
+        categories: [String] = []
+    ) {
         self.code = code
         self.message = message
         self.disposition = disposition
+        self.signal = signal
+        self.categories = categories
+    }
+}
+
+/// What a backend answer says about the provider's capacity, shared by every worker through the
+/// queue: the claims of all workers obey it.
+public struct BackendSignal: Sendable, Equatable {
+    /// The kind of answer.
+    public enum Kind: String, Sendable, CaseIterable {
+        /// 429 `rate_limit_exceeded` or `slow_down`: every worker pauses until `Retry-After`, and
+        /// the budgets shrink (the adaptive factor).
+        case rateLimited = "rate_limit"
+        /// 503: every worker pauses until `Retry-After`.
+        case unavailable
+        /// 429 `insufficient_quota` or a billing code: the quota breaker opens; claiming stops for
+        /// the breaker time, then one probe job goes out.
+        case quotaExhausted = "quota"
+    }
+
+    public var kind: Kind
+    /// How long the provider asked to wait, when it said.
+    public var retryAfter: Duration?
+
+    public init(_ kind: Kind, retryAfter: Duration? = nil) {
+        self.kind = kind
+        self.retryAfter = retryAfter
     }
 }

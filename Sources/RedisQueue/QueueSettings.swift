@@ -29,6 +29,36 @@ public struct QueueSettings: Sendable, Equatable {
     public var imagesPerMinute: Int = 0
     /// Calls that may start back to back before the per-minute budgets space them out. Default 4.
     public var burst: Int = 4
+    /// The backend budgets count over a window this much longer than a minute, so that calls
+    /// reaching the provider a little earlier or later than admitted never crowd one of its
+    /// minutes. Default 500 ms.
+    public var windowMargin: Duration = .milliseconds(500)
+    /// Tokens per minute across all workers (0: no budget). A job is charged ``tokensPerImage``
+    /// per image when claimed; the provider's `usage` reported after the call corrects it. Default 0.
+    public var tokensPerMinute: Int = 0
+    /// The tokens one image is charged before its usage is known. Default 1,100.
+    public var tokensPerImage: Int = 1100
+    /// Backend calls one user may start per minute (GCRA; a user over it keeps its place and is
+    /// passed over), 0 for no budget. Default 0.
+    public var userRequestsPerMinute: Int = 0
+    /// Calls one user may start back to back under ``userRequestsPerMinute``. Default 2.
+    public var userBurst: Int = 2
+    /// The shared pause after a rate-limit 429 or a 503 that says no `Retry-After`. Default 2 s.
+    public var pauseDefault: Duration = .seconds(2)
+    /// The longest shared pause, whatever `Retry-After` says. Default 120 s.
+    public var pauseMax: Duration = .seconds(120)
+    /// Up to this much is added to each pause, so workers do not all start again at once. Default 500 ms.
+    public var pauseJitter: Duration = .milliseconds(500)
+    /// How long claiming stops after a quota 429 before one probe job goes out. Default 5 min.
+    public var quotaBreaker: Duration = .seconds(300)
+    /// What the first rate-limit 429 of a pause multiplies the budgets by. Default 0.8.
+    public var adaptiveShrink: Double = 0.8
+    /// The budgets never shrink below this fraction. Default 0.25.
+    public var adaptiveFloor: Double = 0.25
+    /// Added back to the fraction after each ``adaptivePeriod`` without a rate-limit 429. Default 0.05.
+    public var adaptiveRecovery: Double = 0.05
+    /// The period of the recovery. Default 60 s.
+    public var adaptivePeriod: Duration = .seconds(60)
     /// Weights of the tiers in weighted round robin. Default pro 6, standard 3, free 1.
     public var weights: [JobSpec.Tier: Int] = [.pro: 6, .standard: 3, .free: 1]
 
@@ -36,7 +66,7 @@ public struct QueueSettings: Sendable, Equatable {
 
     /// The field, value pairs the `configure` function takes.
     var arguments: [String] {
-        var pairs: [(String, Int64)] = [
+        var pairs: [(String, String)] = [
             ("retention_ms", retention.milliseconds),
             ("events_max_age_ms", eventsMaxAge.milliseconds),
             ("dead_max", Int64(deadLetterCap)),
@@ -50,11 +80,26 @@ public struct QueueSettings: Sendable, Equatable {
             ("requests_per_minute", Int64(requestsPerMinute)),
             ("images_per_minute", Int64(imagesPerMinute)),
             ("burst", Int64(burst)),
-        ]
+            ("window_margin_ms", windowMargin.milliseconds),
+            ("tokens_per_minute", Int64(tokensPerMinute)),
+            ("tokens_per_image", Int64(max(1, tokensPerImage))),
+            ("user_requests_per_minute", Int64(userRequestsPerMinute)),
+            ("user_burst", Int64(userBurst)),
+            ("pause_default_ms", pauseDefault.milliseconds),
+            ("pause_max_ms", pauseMax.milliseconds),
+            ("pause_jitter_ms", pauseJitter.milliseconds),
+            ("quota_breaker_ms", quotaBreaker.milliseconds),
+            ("adaptive_period_ms", max(1, adaptivePeriod.milliseconds)),
+        ].map { ($0.0, String($0.1)) }
+        pairs += [
+            ("adaptive_shrink", min(1, max(0.01, adaptiveShrink))),
+            ("adaptive_floor", min(1, max(0.01, adaptiveFloor))),
+            ("adaptive_recovery", max(0, adaptiveRecovery)),
+        ].map { ($0.0, String($0.1)) }
         for tier in JobSpec.Tier.allCases {
-            pairs.append(("weight_\(tier.rawValue)", Int64(max(1, weights[tier] ?? 1))))
+            pairs.append(("weight_\(tier.rawValue)", String(max(1, weights[tier] ?? 1))))
         }
-        return pairs.flatMap { [$0.0, String($0.1)] }
+        return pairs.flatMap { [$0.0, $0.1] }
     }
 }
 
@@ -76,6 +121,19 @@ extension QueueSettings {
         if let v = value("requests_per_minute") { requestsPerMinute = Int(v) }
         if let v = value("images_per_minute") { imagesPerMinute = Int(v) }
         if let v = value("burst") { burst = Int(v) }
+        if let v = value("window_margin_ms") { windowMargin = .milliseconds(v) }
+        if let v = value("tokens_per_minute") { tokensPerMinute = Int(v) }
+        if let v = value("tokens_per_image") { tokensPerImage = Int(v) }
+        if let v = value("user_requests_per_minute") { userRequestsPerMinute = Int(v) }
+        if let v = value("user_burst") { userBurst = Int(v) }
+        if let v = value("pause_default_ms") { pauseDefault = .milliseconds(v) }
+        if let v = value("pause_max_ms") { pauseMax = .milliseconds(v) }
+        if let v = value("pause_jitter_ms") { pauseJitter = .milliseconds(v) }
+        if let v = value("quota_breaker_ms") { quotaBreaker = .milliseconds(v) }
+        if let v = value("adaptive_period_ms") { adaptivePeriod = .milliseconds(v) }
+        if let v = fields["adaptive_shrink"].flatMap(Double.init) { adaptiveShrink = v }
+        if let v = fields["adaptive_floor"].flatMap(Double.init) { adaptiveFloor = v }
+        if let v = fields["adaptive_recovery"].flatMap(Double.init) { adaptiveRecovery = v }
         for tier in JobSpec.Tier.allCases {
             if let v = value("weight_\(tier.rawValue)") { weights[tier] = Int(v) }
         }

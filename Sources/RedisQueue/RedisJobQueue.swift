@@ -213,11 +213,12 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     public func retentionAudit(retention: Duration? = nil) async throws -> [RetentionFinding] {
         let limit = Int(
             (try await retention.asyncOr { QueueSettings(current: try await configure(nil)).retention }).milliseconds)
-        let exempt: Set<String> = ["seq", "fence", "config", "sched", "wake", "gcra", "wh:default_url"].reduce(
-            into: []
-        ) {
-            $0.insert("\(keys.prefix):\($1)")
-        }
+        let exempt: Set<String> = ["seq", "fence", "config", "sched", "wake", "gcra", "throttle", "wh:default_url"]
+            .reduce(
+                into: []
+            ) {
+                $0.insert("\(keys.prefix):\($1)")
+            }
         var findings: [RetentionFinding] = []
         var cursor = "0"
         repeat {
@@ -333,6 +334,9 @@ public final class RedisJobQueue: QueueDriver, Sendable {
             "complete", [RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(bytes: Array(json))])
     }
 
+    /// Reports a failed attempt. A failure with a ``BackendSignal`` records it for every worker
+    /// first (``throttle(_:)``); a requeue with a signal hands the job back at once, keeping its
+    /// place, and the claims of every worker hold it back until the pause or breaker ends.
     public func fail(_ lease: Lease, failure: JobFailure) async throws -> JobState {
         let mode: String
         let delay: Duration
@@ -340,16 +344,51 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         switch failure.disposition {
         case .terminal: (mode, delay, spend) = ("terminal", .zero, "1")
         case .retry(let after): (mode, delay, spend) = ("retry", after, "1")
-        case .requeue(let after): (mode, delay, spend) = ("retry", after, "0")
+        case .requeue(let after):
+            if let signal = failure.signal {
+                _ = try await call(
+                    "throttle",
+                    Self.signalArguments(signal) + [
+                        RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(failure.code),
+                        RedisArgument(failure.message),
+                    ])
+                return .queued
+            }
+            (mode, delay, spend) = ("retry", after, "0")
         }
+        if let signal = failure.signal { try await throttle(signal) }
         let reply = try await call(
             "fail",
             [
                 RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(failure.code),
                 RedisArgument(failure.message), RedisArgument(mode), RedisArgument(Int(delay.milliseconds)),
-                RedisArgument(spend),
+                RedisArgument(spend), RedisArgument(failure.categories.joined(separator: ",")),
             ])
         return reply.string.flatMap(JobState.init(rawValue:)) ?? .failed
+    }
+
+    // MARK: Backend throttling
+
+    /// Corrects the token budget by what the provider billed for the job (no-op without one).
+    public func recordUsage(_ lease: Lease, tokens: Int) async throws {
+        _ = try await call("usage", [RedisArgument(lease.jobID), RedisArgument(max(0, tokens))])
+    }
+
+    /// Records what a backend answer says about the provider for every worker's claim to obey: a
+    /// shared pause (rate limit, 503), the adaptive factor, or the quota breaker.
+    @discardableResult
+    public func throttle(_ signal: BackendSignal) async throws -> BackendState {
+        _ = try await call("throttle", Self.signalArguments(signal))
+        return try await backendState()
+    }
+
+    /// The backend's shared state: pause, quota breaker and adaptive factor.
+    public func backendState() async throws -> BackendState {
+        BackendState(fields: RedisJobQueue.pairs(try await call("backend_state", [])))
+    }
+
+    private static func signalArguments(_ signal: BackendSignal) -> [RedisArgument] {
+        [RedisArgument(signal.kind.rawValue), RedisArgument(signal.retryAfter.map { Int($0.milliseconds) } ?? -1)]
     }
 
     public func status(of jobID: String) async throws -> JobState? {

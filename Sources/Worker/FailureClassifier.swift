@@ -7,7 +7,8 @@ import Storage
 ///
 /// Terminal: bad input (ingest codes), moderation, invalid requests, bad credentials.
 /// Retryable with backoff, spending an attempt: timeouts, provider 5xx, storage or queue outages.
-/// Requeued without spending an attempt: the provider's rate limit and quota pauses.
+/// Requeued without spending an attempt: the provider's rate limit and quota pauses. Rate limits,
+/// 503s and quota answers also carry a ``BackendSignal`` that the queue shares with every worker.
 public struct FailureClassifier: Sendable {
     public var retryPolicy: RetryPolicy
 
@@ -21,21 +22,28 @@ public struct FailureClassifier: Sendable {
         case let error as IngestError:
             return JobFailure(code: error.code.rawValue, message: error.message, disposition: .terminal)
         case let error as BackendError:
-            let asked = error.retryAfter.map { Duration.milliseconds(Int64($0 * 1000)) } ?? .zero
+            let asked = error.retryAfter.map { Duration.milliseconds(Int64($0 * 1000)) }
             switch error.code {
             case .rateLimited:
                 return JobFailure(
                     code: error.code.rawValue, message: error.message,
-                    disposition: .requeue(after: max(asked, .seconds(1))))
+                    disposition: .requeue(after: max(asked ?? .zero, .seconds(1))),
+                    signal: BackendSignal(.rateLimited, retryAfter: asked))
             case .quotaExhausted:
                 return JobFailure(
                     code: error.code.rawValue, message: error.message,
-                    disposition: .requeue(after: max(asked, .seconds(60))))
+                    disposition: .requeue(after: max(asked ?? .zero, .seconds(60))),
+                    signal: BackendSignal(.quotaExhausted, retryAfter: asked))
             case .timeout, .unavailable:
                 return JobFailure(
                     code: error.code.rawValue, message: error.message,
-                    disposition: .retry(after: retryPolicy.delay(afterAttempt: attempt, minimum: asked)))
-            case .invalidRequest, .moderationBlocked, .unauthorized, .canceled:
+                    disposition: .retry(after: retryPolicy.delay(afterAttempt: attempt, minimum: asked ?? .zero)),
+                    signal: error.status == 503 ? BackendSignal(.unavailable, retryAfter: asked) : nil)
+            case .moderationBlocked:
+                return JobFailure(
+                    code: error.code.rawValue, message: error.message, disposition: .terminal,
+                    categories: error.categories)
+            case .invalidRequest, .unauthorized, .canceled:
                 return JobFailure(code: error.code.rawValue, message: error.message, disposition: .terminal)
             }
         case let error as InputError:

@@ -107,6 +107,7 @@ struct JobRunner: Sendable {
             return
         }
         let failure = classifier.classify(error, attempt: job.lease.attempt)
+        alert(error, failure: failure, logger: logger)
         do {
             var state = JobState.failed
             try await reportWithRetry { state = try await queue.fail(job.lease, failure: failure) }
@@ -116,6 +117,30 @@ struct JobRunner: Sendable {
         } catch {
             logger.warning(
                 "could not report the failure; the job returns after its lease", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Counts what the backend said about the provider, and raises the alerts an operator must see:
+    /// a spent quota (claiming stops until the breaker's probe gets through) and refused
+    /// credentials. Logs carry codes only, never the request.
+    private func alert(_ error: any Error, failure: JobFailure, logger: Logger) {
+        if let signal = failure.signal {
+            Counter(label: "imagegen_backend_signals_total", dimensions: [("kind", signal.kind.rawValue)]).increment()
+        }
+        guard let error = error as? BackendError else { return }
+        switch error.code {
+        case .quotaExhausted:
+            Counter(label: "imagegen_backend_alerts_total", dimensions: [("reason", "quota_exhausted")]).increment()
+            logger.error(
+                "backend quota exhausted: every worker stops claiming until the quota breaker's probe succeeds",
+                metadata: ["backend": "\(backend.name)", "error.status": "\(error.status.map(String.init) ?? "")"])
+        case .unauthorized:
+            Counter(label: "imagegen_backend_alerts_total", dimensions: [("reason", "unauthorized")]).increment()
+            logger.error(
+                "backend refused the credentials",
+                metadata: ["backend": "\(backend.name)", "error.status": "\(error.status.map(String.init) ?? "")"])
+        default:
+            break
         }
     }
 
@@ -152,6 +177,10 @@ struct JobRunner: Sendable {
         let backendStart = clock.now
         let response = try await backend.generate(request)
         let backendTime = clock.now - backendStart
+        if response.inputTokens != nil || response.outputTokens != nil {
+            // Best effort: a missed correction only leaves the advance charge in place.
+            try? await queue.recordUsage(lease, tokens: (response.inputTokens ?? 0) + (response.outputTokens ?? 0))
+        }
 
         // 3. Outputs, under job-scoped keys: a retry overwrites instead of adding.
         try await report(lease, "storing")

@@ -204,13 +204,16 @@ struct CancelCommand: AsyncParsableCommand {
 struct StatsCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stats",
-        abstract: "Queue depth per tier, delayed, in flight, dead, live workers, oldest queued job's age.")
+        abstract:
+            "Queue depth per tier, delayed, in flight, dead, live workers, oldest queued job's age, and the backend's pause, quota breaker and budget factor."
+    )
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
         try await connection.withQueue { queue, _, _ in
             let stats = try await queue.stats()
+            let backend = try await queue.backendState()
             if output.json {
                 var object: [String: Any] = [
                     "delayed": stats.delayed, "active": stats.active, "dead": stats.dead,
@@ -218,6 +221,12 @@ struct StatsCommand: AsyncParsableCommand {
                     "oldest_queued_age_ms": stats.oldestQueuedAgeMS,
                 ]
                 object["queued_by_tier"] = stats.queuedByTier
+                object["backend"] = [
+                    "pause_remaining_ms": Int(backend.pauseRemaining.milliseconds), "breaker": backend.breaker.rawValue,
+                    "breaker_remaining_ms": Int(backend.breakerRemaining.milliseconds), "factor": backend.factor,
+                    "rate_limits": backend.rateLimits, "unavailable": backend.unavailable,
+                    "quota_answers": backend.quotaAnswers,
+                ]
                 printJSON(object)
                 return
             }
@@ -229,6 +238,15 @@ struct StatsCommand: AsyncParsableCommand {
             print("dead: \(stats.dead)")
             print("live workers: \(stats.liveWorkers)")
             print("oldest queued job: \(Double(stats.oldestQueuedAgeMS) / 1000) s")
+            print("backend pause: \(Double(backend.pauseRemaining.milliseconds) / 1000) s left")
+            print(
+                "backend quota breaker: \(backend.breaker.rawValue)"
+                    + (backend.breaker == .open
+                        ? ", \(Double(backend.breakerRemaining.milliseconds) / 1000) s left" : ""))
+            print(String(format: "backend budget factor: %.2f", backend.factor))
+            print(
+                "backend signals: \(backend.rateLimits) rate limits, \(backend.unavailable) unavailable, "
+                    + "\(backend.quotaAnswers) quota")
         }
     }
 }

@@ -9,51 +9,186 @@ import ServiceLifecycle
 import Storage
 import Worker
 
-/// Queue-wide settings a worker may write at start. Only the flags given are written, so
-/// workers started with defaults never undo an operator's settings.
+/// Queue-wide settings a worker may write at start. Only the flags given (or their environment
+/// variables, `IMAGEGEN_` and the flag's name in capitals) are written, so workers started with
+/// defaults never undo an operator's settings.
 struct QueueSettingsOptions: ParsableArguments {
-    @Option(help: "Retention of user content in days (queue-wide). Default 14.")
+    @Option(help: "Retention of user content in days (queue-wide). Env: IMAGEGEN_RETENTION_DAYS. Default 14.")
     var retentionDays: Double?
-    @Option(help: "Jobs one user may run at once, 0 for no cap (queue-wide). Default 4.")
+    @Option(
+        help: "Jobs one user may run at once, 0 for no cap (queue-wide). Env: IMAGEGEN_USER_IN_FLIGHT_CAP. Default 4.")
     var userInFlightCap: Int?
-    @Option(help: "Jobs running at once across all workers, 0 for no cap (queue-wide). Default 0.")
+    @Option(
+        name: [.customLong("max-in-flight"), .customLong("global-in-flight-cap")],
+        help:
+            "Backend calls in flight across all workers, 0 for no cap (queue-wide). Env: IMAGEGEN_MAX_IN_FLIGHT. Default 0."
+    )
     var globalInFlightCap: Int?
-    @Option(help: "Attempts before a job is dead (queue-wide). Default 5.")
+    @Option(help: "Attempts before a job is dead (queue-wide). Env: IMAGEGEN_MAX_ATTEMPTS. Default 5.")
     var maxAttempts: Int?
-    @Option(help: "Worker deaths a job survives before it is dead as poisoned (queue-wide). Default 3.")
+    @Option(
+        help:
+            "Worker deaths a job survives before it is dead as poisoned (queue-wide). Env: IMAGEGEN_MAX_RECOVERIES. Default 3."
+    )
     var maxRecoveries: Int?
-    @Option(help: "Lease length in seconds (queue-wide). Default 30.")
+    @Option(help: "Lease length in seconds (queue-wide). Env: IMAGEGEN_LEASE_SECONDS. Default 30.")
     var leaseSeconds: Double?
-    @Option(help: "Seconds without a heartbeat before a worker counts as dead (queue-wide). Default 15.")
+    @Option(
+        help:
+            "Seconds without a heartbeat before a worker counts as dead (queue-wide). Env: IMAGEGEN_WORKER_TIMEOUT_SECONDS. Default 15."
+    )
     var workerTimeoutSeconds: Double?
-    @Option(help: "Tier weights as pro=6,standard=3,free=1 (queue-wide).")
+    @Option(help: "Tier weights as pro=6,standard=3,free=1 (queue-wide). Env: IMAGEGEN_TIER_WEIGHTS.")
     var tierWeights: String?
-    @Option(help: "Backend calls per minute across all workers, 0 for no budget (queue-wide). Default 0.")
+    @Option(
+        help:
+            "Backend calls per minute across all workers, 0 for no budget (queue-wide). Env: IMAGEGEN_REQUESTS_PER_MINUTE. Default 0."
+    )
     var requestsPerMinute: Int?
-    @Option(help: "Images per minute across all workers, 0 for no budget (queue-wide). Default 0.")
+    @Option(
+        help:
+            "Images per minute across all workers, 0 for no budget (queue-wide). Env: IMAGEGEN_IMAGES_PER_MINUTE. Default 0."
+    )
     var imagesPerMinute: Int?
-    @Option(help: "Calls that may start back to back under the per-minute budgets (queue-wide). Default 4.")
+    @Option(
+        help:
+            "Calls that may start back to back under the per-minute budgets (queue-wide). Env: IMAGEGEN_BURST. Default 4."
+    )
     var burst: Int?
+    @Option(
+        help:
+            "The budgets count over a minute this many milliseconds longer, so calls reaching the provider a little early or late never crowd one of its minutes (queue-wide). Env: IMAGEGEN_WINDOW_MARGIN_MS. Default 500."
+    )
+    var windowMarginMs: Int?
+    @Option(
+        help:
+            "Tokens per minute across all workers, 0 for no budget; corrected from the provider's usage after each call (queue-wide). Env: IMAGEGEN_TOKENS_PER_MINUTE. Default 0."
+    )
+    var tokensPerMinute: Int?
+    @Option(
+        help:
+            "Tokens one image is charged before its usage is known (queue-wide). Env: IMAGEGEN_TOKENS_PER_IMAGE. Default 1100."
+    )
+    var tokensPerImage: Int?
+    @Option(
+        help:
+            "Backend calls one user may start per minute, 0 for no budget (queue-wide). Env: IMAGEGEN_USER_REQUESTS_PER_MINUTE. Default 0."
+    )
+    var userRequestsPerMinute: Int?
+    @Option(
+        help:
+            "Calls one user may start back to back under that budget (queue-wide). Env: IMAGEGEN_USER_BURST. Default 2."
+    )
+    var userBurst: Int?
+    @Option(
+        help:
+            "Pause of every worker after a rate-limit 429 or a 503 without Retry-After, in seconds (queue-wide). Env: IMAGEGEN_PAUSE_SECONDS. Default 2."
+    )
+    var pauseSeconds: Double?
+    @Option(
+        help:
+            "Longest pause, whatever Retry-After says, in seconds (queue-wide). Env: IMAGEGEN_MAX_PAUSE_SECONDS. Default 120."
+    )
+    var maxPauseSeconds: Double?
+    @Option(
+        help:
+            "Seconds claiming stops after a quota 429 before one probe job goes out (queue-wide). Env: IMAGEGEN_QUOTA_BREAKER_SECONDS. Default 300."
+    )
+    var quotaBreakerSeconds: Double?
+    @Option(
+        help:
+            "Each rate-limit 429 multiplies the budgets by this (queue-wide). Env: IMAGEGEN_ADAPTIVE_SHRINK. Default 0.8."
+    )
+    var adaptiveShrink: Double?
+    @Option(
+        help: "The budgets never shrink below this fraction (queue-wide). Env: IMAGEGEN_ADAPTIVE_FLOOR. Default 0.25.")
+    var adaptiveFloor: Double?
+    @Option(
+        help:
+            "Fraction of the budgets recovered per minute without a rate-limit 429 (queue-wide). Env: IMAGEGEN_ADAPTIVE_RECOVERY. Default 0.05."
+    )
+    var adaptiveRecovery: Double?
 
-    /// The settings to write, or nil when no flag was given.
+    /// The flag's value, else its environment variable's (an unreadable value is an error).
+    private func pick<T: LosslessStringConvertible>(_ flag: T?, _ name: String) throws -> T? {
+        if let flag { return flag }
+        guard let text = ProcessInfo.processInfo.environment[name], !text.isEmpty else { return nil }
+        guard let value = T(text) else { throw ValidationError("\(name): cannot read '\(text)'") }
+        return value
+    }
+
+    /// The settings to write, or nil when no flag or variable was given.
     func settings(reading current: [String: String]) throws -> QueueSettings? {
-        guard
-            retentionDays != nil || userInFlightCap != nil || globalInFlightCap != nil || maxAttempts != nil
-                || maxRecoveries != nil || leaseSeconds != nil || workerTimeoutSeconds != nil || tierWeights != nil
-                || requestsPerMinute != nil || imagesPerMinute != nil || burst != nil
-        else { return nil }
         var settings = QueueSettings(current: current)
-        if let retentionDays { settings.retention = .milliseconds(Int64(retentionDays * 86_400_000)) }
-        if let userInFlightCap { settings.userInFlightCap = userInFlightCap }
-        if let globalInFlightCap { settings.globalInFlightCap = globalInFlightCap }
-        if let maxAttempts { settings.maxAttempts = maxAttempts }
-        if let maxRecoveries { settings.maxRecoveries = maxRecoveries }
-        if let leaseSeconds { settings.lease = .milliseconds(Int64(leaseSeconds * 1000)) }
-        if let workerTimeoutSeconds { settings.workerTimeout = .milliseconds(Int64(workerTimeoutSeconds * 1000)) }
-        if let requestsPerMinute { settings.requestsPerMinute = requestsPerMinute }
-        if let imagesPerMinute { settings.imagesPerMinute = imagesPerMinute }
-        if let burst { settings.burst = burst }
-        if let tierWeights {
+        var given = false
+        func set<T: LosslessStringConvertible>(_ flag: T?, _ name: String, _ apply: (T) throws -> Void) throws {
+            guard let value = try pick(flag, name) else { return }
+            try apply(value)
+            given = true
+        }
+        func seconds(_ value: Double, _ name: String) throws -> Duration {
+            guard value >= 0, value.isFinite else { throw ValidationError("\(name) must not be negative") }
+            return .milliseconds(Int64(value * 1000))
+        }
+        func count(_ value: Int, _ name: String) throws -> Int {
+            guard value >= 0 else { throw ValidationError("\(name) must not be negative") }
+            return value
+        }
+        func fraction(_ value: Double, _ name: String) throws -> Double {
+            guard value >= 0, value <= 1 else { throw ValidationError("\(name): a fraction from 0 to 1") }
+            return value
+        }
+        try set(retentionDays, "IMAGEGEN_RETENTION_DAYS") {
+            guard $0 > 0 else { throw ValidationError("--retention-days must be positive") }
+            settings.retention = .milliseconds(Int64($0 * 86_400_000))
+        }
+        try set(userInFlightCap, "IMAGEGEN_USER_IN_FLIGHT_CAP") {
+            settings.userInFlightCap = try count($0, "--user-in-flight-cap")
+        }
+        try set(globalInFlightCap, "IMAGEGEN_MAX_IN_FLIGHT") {
+            settings.globalInFlightCap = try count($0, "--max-in-flight")
+        }
+        try set(maxAttempts, "IMAGEGEN_MAX_ATTEMPTS") { settings.maxAttempts = max(1, $0) }
+        try set(maxRecoveries, "IMAGEGEN_MAX_RECOVERIES") { settings.maxRecoveries = try count($0, "--max-recoveries") }
+        try set(leaseSeconds, "IMAGEGEN_LEASE_SECONDS") { settings.lease = try seconds($0, "--lease-seconds") }
+        try set(workerTimeoutSeconds, "IMAGEGEN_WORKER_TIMEOUT_SECONDS") {
+            settings.workerTimeout = try seconds($0, "--worker-timeout-seconds")
+        }
+        try set(requestsPerMinute, "IMAGEGEN_REQUESTS_PER_MINUTE") {
+            settings.requestsPerMinute = try count($0, "--requests-per-minute")
+        }
+        try set(imagesPerMinute, "IMAGEGEN_IMAGES_PER_MINUTE") {
+            settings.imagesPerMinute = try count($0, "--images-per-minute")
+        }
+        try set(burst, "IMAGEGEN_BURST") { settings.burst = max(1, $0) }
+        try set(tokensPerMinute, "IMAGEGEN_TOKENS_PER_MINUTE") {
+            settings.tokensPerMinute = try count($0, "--tokens-per-minute")
+        }
+        try set(tokensPerImage, "IMAGEGEN_TOKENS_PER_IMAGE") { settings.tokensPerImage = max(1, $0) }
+        try set(windowMarginMs, "IMAGEGEN_WINDOW_MARGIN_MS") {
+            settings.windowMargin = .milliseconds(Int64(try count($0, "--window-margin-ms")))
+        }
+        try set(userRequestsPerMinute, "IMAGEGEN_USER_REQUESTS_PER_MINUTE") {
+            settings.userRequestsPerMinute = try count($0, "--user-requests-per-minute")
+        }
+        try set(userBurst, "IMAGEGEN_USER_BURST") { settings.userBurst = max(1, $0) }
+        try set(pauseSeconds, "IMAGEGEN_PAUSE_SECONDS") { settings.pauseDefault = try seconds($0, "--pause-seconds") }
+        try set(maxPauseSeconds, "IMAGEGEN_MAX_PAUSE_SECONDS") {
+            settings.pauseMax = try seconds($0, "--max-pause-seconds")
+        }
+        try set(quotaBreakerSeconds, "IMAGEGEN_QUOTA_BREAKER_SECONDS") {
+            settings.quotaBreaker = try seconds($0, "--quota-breaker-seconds")
+        }
+        try set(adaptiveShrink, "IMAGEGEN_ADAPTIVE_SHRINK") {
+            settings.adaptiveShrink = try fraction($0, "--adaptive-shrink")
+        }
+        try set(adaptiveFloor, "IMAGEGEN_ADAPTIVE_FLOOR") {
+            settings.adaptiveFloor = try fraction($0, "--adaptive-floor")
+        }
+        try set(adaptiveRecovery, "IMAGEGEN_ADAPTIVE_RECOVERY") {
+            settings.adaptiveRecovery = try fraction($0, "--adaptive-recovery")
+        }
+        try set(tierWeights, "IMAGEGEN_TIER_WEIGHTS") { tierWeights in
             for pair in tierWeights.split(separator: ",") {
                 let parts = pair.split(separator: "=")
                 guard parts.count == 2, let tier = JobSpec.Tier(rawValue: String(parts[0])), let weight = Int(parts[1]),
@@ -62,7 +197,7 @@ struct QueueSettingsOptions: ParsableArguments {
                 settings.weights[tier] = weight
             }
         }
-        return settings
+        return given ? settings : nil
     }
 }
 

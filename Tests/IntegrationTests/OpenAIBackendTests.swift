@@ -3,8 +3,10 @@ import Backends
 import Foundation
 import ImageIngest
 import JobQueue
+import Logging
 import NIOCore
 import NIOHTTP1
+import RedisQueue
 import Testing
 
 @testable import Backends
@@ -309,15 +311,71 @@ struct OpenAIBackendHTTPTests {
         }
     }
 
-    @Test("a refused connection is unavailable")
+    @Test("a refused connection is unavailable at once, not a timeout after the connect timeout")
     func refused() async throws {
         let port = try await withFakeServer { _, _, port in port }
-        // The client retries refused connections until the connect timeout.
+        // With the pool's own connection retries the call would end as a timeout after 60 s.
         let backend = OpenAIImagesBackend(
             configuration: .init(
-                baseURL: "http://127.0.0.1:\(port)/v1", apiKey: "sk-test-secret", connectTimeout: .milliseconds(500)))
+                baseURL: "http://127.0.0.1:\(port)/v1", apiKey: "sk-test-secret", connectTimeout: .seconds(60),
+                requestTimeout: .seconds(120)))
         _ = await expectBackendError(.unavailable) { try await backend.generate(request()) }
         await backend.shutdown()
+    }
+
+    @Test(
+        "every kind of error answer, over HTTP, maps to its code with status and Retry-After",
+        arguments: [
+            (400, "moderation_blocked", BackendError.Code.moderationBlocked, nil),
+            (400, "content_policy_violation", .moderationBlocked, nil),
+            (400, "invalid_value", .invalidRequest, nil),
+            (404, "unknown_url", .invalidRequest, nil),
+            (413, nil, .invalidRequest, nil),
+            (401, "invalid_api_key", .unauthorized, nil),
+            (403, "unsupported_country_region_territory", .unauthorized, nil),
+            (429, "rate_limit_exceeded", .rateLimited, "3"),
+            (429, "slow_down", .rateLimited, "Sun, 06 Nov 1994 08:49:37 GMT"),
+            (429, "insufficient_quota", .quotaExhausted, nil),
+            (429, "billing_hard_limit_reached", .quotaExhausted, nil),
+            (429, "billing_not_active", .quotaExhausted, nil),
+            (500, "server_error", .unavailable, nil),
+            (502, nil, .unavailable, nil),
+            (503, "service_unavailable", .unavailable, "2"),
+            (504, nil, .unavailable, nil),
+        ] as [(Int, String?, BackendError.Code, String?)])
+    func everyRow(status: Int, code: String?, expected: BackendError.Code, retryAfter: String?) async throws {
+        try await withFakeServer({
+            $0.forcedError = .init(status: status, code: code, retryAfter: retryAfter)
+        }) { server, backend, _ in
+            let error = await expectBackendError(expected) { try await backend.generate(request()) }
+            #expect(error?.status == status)
+            if retryAfter == "3" || retryAfter == "2" { #expect(error?.retryAfter == Double(retryAfter ?? "")) }
+            if retryAfter?.hasPrefix("Sun") == true { #expect(error?.retryAfter == 0) }  // a date in the past
+            if retryAfter == nil { #expect(error?.retryAfter == nil) }
+            if expected == .moderationBlocked { #expect(error?.categories == []) }
+            #expect(server.stats.byStatus[String(status)] == 1)
+        }
+    }
+
+    @Test("a moderation refusal carries the provider's categories")
+    func moderationCategories() async throws {
+        try await withFakeServer({
+            $0.blockedWords = ["fox"]
+            $0.moderationCategories = ["violence", "self-harm/intent"]
+        }) { _, backend, _ in
+            let error = await expectBackendError(.moderationBlocked) { try await backend.generate(request()) }
+            #expect(error?.categories == ["violence", "self-harm/intent"])
+        }
+        let structured = Array(
+            #"{"error":{"code":"content_policy_violation","message":"no","categories":{"sexual":true,"hate":false,"violence":true}}}"#
+                .utf8)
+        let error = OpenAIErrorClassifier.classify(status: 400, body: structured, headers: HTTPHeaders())
+        #expect(error.categories == ["sexual", "violence"])
+        #expect(
+            OpenAIErrorClassifier.moderationCategories(in: "refused. safety_violations=[Sexual, <b>x</b>]") == [
+                "sexual"
+            ])
+        #expect(OpenAIErrorClassifier.moderationCategories(in: "refused") == [])
     }
 
     @Test("an unanswered call times out after the request timeout")
@@ -387,6 +445,95 @@ struct OpenAIBackendHTTPTests {
 
 @Suite("OpenAI backend in a worker")
 struct OpenAIWorkerTests {
+    /// Waits until `condition` holds, checking every 20 ms, for at most `timeout`.
+    private func eventually(
+        timeout: Duration = .seconds(20), _ condition: () async throws -> Bool
+    ) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if try await condition() { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        throw TestFailure("the condition did not hold within \(timeout)")
+    }
+
+    @Test("a provider rate limit spends no attempt and pauses another worker's claim")
+    func rateLimitPausesEveryWorker() async throws {
+        var settings = QueueSettings()
+        settings.pauseJitter = .zero
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        try await withFakeServer({
+            $0.rateLimitRate = 1
+            $0.retryAfterSeconds = 30
+        }) { server, backend, _ in
+            let worker = RunningWorker(queue: fixture.queue, blobs: fixture.blobs, backend: backend)
+            let id = try await fixture.queue.enqueue(JobSpec(user: "ann", prompt: "a lighthouse", size: "64x64")).jobID
+            try await eventually { try await fixture.queue.backendState().rateLimits >= 1 }
+            try await eventually { try await fixture.queue.status(jobID: id)?.state == .queued }
+            try await worker.stop()
+            let record = try #require(try await fixture.queue.status(jobID: id))
+            #expect(record.attempts == 0)
+            #expect(record.errorCode == "rate_limited")
+            let other = try await fixture.queue.claim(workerID: "another-worker", limit: 4)
+            #expect(other.jobs.isEmpty)
+            #expect(try #require(other.nextDueIn) > .seconds(20))
+            #expect(server.stats.requests == 1)  // the paused worker did not call again
+        }
+    }
+
+    @Test("a provider quota answer stops claiming, alerts, and fails nothing")
+    func quotaStopsClaiming() async throws {
+        var settings = QueueSettings()
+        settings.globalInFlightCap = 1
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        try await withFakeServer({ $0.quotaRate = 1 }) { server, backend, _ in
+            let logs = LogRecorder()
+            var logger = Logger(label: "imagegen.test.quota") { _ in logs }
+            logger.logLevel = .trace
+            let worker = RunningWorker(queue: fixture.queue, blobs: fixture.blobs, backend: backend, logger: logger)
+            var ids: [String] = []
+            for user in ["ann", "bob", "cat"] {
+                ids.append(
+                    try await fixture.queue.enqueue(JobSpec(user: user, prompt: "a lighthouse", size: "64x64")).jobID)
+            }
+            try await eventually { try await fixture.queue.backendState().quotaAnswers >= 1 }
+            try await eventually { try await fixture.queue.stats().active == 0 }
+            try await worker.stop()
+            #expect(try await fixture.queue.backendState().breaker == .open)
+            for id in ids {
+                let record = try #require(try await fixture.queue.status(jobID: id))
+                #expect(record.state == .queued)
+                #expect(record.attempts == 0)
+            }
+            #expect(try await fixture.queue.claim(workerID: "another-worker", limit: 4).jobs.isEmpty)
+            #expect(server.stats.requests == 1)
+            #expect(logs.lines.contains { $0.hasPrefix("error") && $0.contains("quota exhausted") })
+            #expect(!logs.lines.contains { $0.contains("a lighthouse") })
+        }
+    }
+
+    @Test("moderation is terminal, with the categories in the failed event")
+    func moderationCategoriesInEvent() async throws {
+        let fixture = try await QueueFixture()
+        defer { fixture.close() }
+        try await withFakeServer({
+            $0.moderationRate = 1
+            $0.moderationCategories = ["violence", "hate"]
+        }) { _, backend, _ in
+            let worker = RunningWorker(queue: fixture.queue, blobs: fixture.blobs, backend: backend)
+            let id = try await fixture.queue.enqueue(JobSpec(user: "ann", prompt: "a lighthouse", size: "64x64")).jobID
+            let record = try await fixture.waitUntilFinished(id)
+            try await worker.stop()
+            #expect(record.state == .failed)
+            #expect(record.attempts == 1)
+            let failed = try #require(try await fixture.events().first { $0.jobID == id && $0.type == "failed" })
+            #expect(failed.fields["code"] == "moderation_blocked")
+            #expect(failed.fields["categories"] == "violence,hate")
+        }
+    }
+
     @Test("a worker with the OpenAI backend completes a job; a moderated job fails terminally")
     func endToEnd() async throws {
         let fixture = try await QueueFixture()

@@ -144,6 +144,7 @@ struct ProcessTests {
         #expect(try await cli(["status", job, "--json"] + common)["state"] as? String == "queued")
         let stats = try await cli(["stats", "--json"] + common)
         #expect((stats["queued_by_tier"] as? [String: Int])?["standard"] == 1)
+        #expect((stats["backend"] as? [String: Any])?["breaker"] as? String == "closed")
 
         let other = try #require(
             try await cli(["enqueue", "--user", "cli-user", "--prompt", "p", "--json"] + common)["job"] as? String)

@@ -88,4 +88,25 @@ struct FailureClassifierTests {
             return
         }
     }
+
+    @Test("rate limits, 503s and quota answers carry the signal every worker obeys; other errors none")
+    func signals() {
+        func signal(_ error: BackendError) -> BackendSignal? { classifier.classify(error, attempt: 1).signal }
+        #expect(
+            signal(BackendError(.rateLimited, "429", retryAfter: 3, status: 429))
+                == BackendSignal(.rateLimited, retryAfter: .seconds(3)))
+        #expect(signal(BackendError(.rateLimited, "429", status: 429)) == BackendSignal(.rateLimited))
+        #expect(signal(BackendError(.quotaExhausted, "quota", status: 429)) == BackendSignal(.quotaExhausted))
+        #expect(
+            signal(BackendError(.unavailable, "503", retryAfter: 2, status: 503))
+                == BackendSignal(.unavailable, retryAfter: .seconds(2)))
+        #expect(signal(BackendError(.unavailable, "500", status: 500)) == nil)
+        #expect(signal(BackendError(.unavailable, "connection refused")) == nil)
+        #expect(signal(BackendError(.timeout, "slow")) == nil)
+        let moderated = classifier.classify(
+            BackendError(.moderationBlocked, "no", status: 400, categories: ["violence"]), attempt: 1)
+        #expect(moderated.signal == nil)
+        #expect(moderated.categories == ["violence"])
+        #expect(moderated.disposition == .terminal)
+    }
 }

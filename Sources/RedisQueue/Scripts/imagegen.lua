@@ -24,6 +24,8 @@
 --   P:delayed            ZSET   job id -> due time (ms)
 --   P:workers            ZSET   worker id -> last heartbeat (ms)
 --   P:gcra               HASH   backend budgets: theoretical arrival time (ms) of requests and images
+--   P:throttle           HASH   the backend's shared state: pause, quota breaker, adaptive factor
+--   P:u:<user>:rate      STRING the user's request budget: theoretical arrival time (ms)  (TTL: its own)
 --   P:u:<user>:jobs      ZSET   a user's jobs, job id -> created (ms): history and purge    (TTL: retention)
 --   P:dead               ZSET   job id -> time it died (ms), capped
 --   P:events             STREAM lifecycle events, trimmed by age
@@ -42,7 +44,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 4
+local REVISION = 9
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -62,6 +64,29 @@ local DEFAULTS = {
   requests_per_minute = 0,
   images_per_minute = 0,
   burst = 4,
+  -- The backend budgets count over a minute this much longer than 60 s, so that calls reaching
+  -- the provider a little earlier or later than admitted never crowd a minute of its own.
+  window_margin_ms = 500,
+  -- Tokens per minute (0: no budget). A job is charged tokens_per_image per image when claimed;
+  -- the worker reports the provider's usage after the call (usage), which corrects the charge.
+  tokens_per_minute = 0,
+  tokens_per_image = 1100,
+  -- Per-user request budget (GCRA), 0 for none, and the calls a user may start back to back.
+  user_requests_per_minute = 0,
+  user_burst = 2,
+  -- The shared pause after a rate-limit 429 or a 503: Retry-After (capped), else the default,
+  -- plus up to pause_jitter_ms.
+  pause_default_ms = 2000,
+  pause_max_ms = 120000,
+  pause_jitter_ms = 500,
+  -- How long claiming stops after a quota 429 before one probe job may go (half-open).
+  quota_breaker_ms = 300000,
+  -- Every rate-limit 429 (one per pause) multiplies the budgets by adaptive_shrink, down to
+  -- adaptive_floor; every adaptive_period_ms without one adds adaptive_recovery, up to 1.
+  adaptive_shrink = 0.8,
+  adaptive_floor = 0.25,
+  adaptive_recovery = 0.05,
+  adaptive_period_ms = 60000,
   wake_max = 1024,
   weight_pro = 6,
   weight_standard = 3,
@@ -334,20 +359,66 @@ local function pick_tier(P, c, eligible)
   return best
 end
 
+-- The backend's shared state (P:throttle) as a table of strings.
+local function throttle_state(P)
+  local s = {}
+  local raw = redis.call('HGETALL', P .. ':throttle')
+  for i = 1, #raw, 2 do s[raw[i]] = raw[i + 1] end
+  return s
+end
+
+-- The adaptive factor (0 < f <= 1) after the clean periods since its last change, which it
+-- records: every adaptive_period_ms without a rate-limit 429 adds adaptive_recovery.
+local function adaptive_factor(P, c, now, s)
+  local f = tonumber(s.factor or '1') or 1
+  if f >= 1 then return 1 end
+  local at = tonumber(s.factor_at or '') or now
+  local periods = math.floor((now - at) / math.max(1, c.adaptive_period_ms))
+  if periods >= 1 then
+    f = math.min(1, f + periods * c.adaptive_recovery)
+    if f >= 1 then
+      redis.call('HDEL', P .. ':throttle', 'factor', 'factor_at')
+      f = 1
+    else
+      redis.call('HSET', P .. ':throttle', 'factor', string.format('%.4f', f),
+        'factor_at', at + periods * c.adaptive_period_ms)
+    end
+  end
+  s.factor = tostring(f)
+  return f
+end
+
+-- The emission interval (ms per unit) and the tolerance (ms) of a GCRA budget of `rate` units per
+-- minute such that no sliding window of 60 s + `margin` ms ever holds more than `rate` units,
+-- bursts included (a provider counting over a sliding minute never sees more): `burst` calls of
+-- `unit` units each may go back to back, paid for by spacing the rest a little more.
+local function gcra_interval(rate, burst, margin, unit)
+  unit = unit or 1
+  local extra = math.max(0, math.min(burst - 1, math.floor(rate / unit) - 1)) * unit
+  local interval = (60000 + margin) / math.max(1, rate - extra)
+  return interval, extra * interval
+end
+
 -- Global backend admission (GCRA on the server clock): requests per minute, and images per minute
--- where a job costs its image count. `burst` calls may go back to back. Returns true and records
--- the spend, or false and how many ms until the job would be admitted.
-local function admit(P, c, now, cost)
+-- where a job costs its image count, both times the adaptive factor. `burst` calls may go back to
+-- back. Returns true and records the spend, or false and how many ms until the job would be admitted.
+local function admit(P, c, now, cost, factor)
   local budgets = {}
-  if c.requests_per_minute > 0 then budgets[#budgets + 1] = { 'requests', 60000 / c.requests_per_minute, 1 } end
-  if c.images_per_minute > 0 then budgets[#budgets + 1] = { 'images', 60000 / c.images_per_minute, cost } end
+  if c.requests_per_minute > 0 then
+    budgets[#budgets + 1] = { 'requests', c.requests_per_minute * factor, 1 }
+  end
+  if c.images_per_minute > 0 then
+    budgets[#budgets + 1] = { 'images', c.images_per_minute * factor, cost }
+  end
+  if c.tokens_per_minute > 0 then
+    budgets[#budgets + 1] = { 'tokens', c.tokens_per_minute * factor, cost * c.tokens_per_image, c.tokens_per_image }
+  end
   local wait = 0
   local next_tat = {}
   for i, budget in ipairs(budgets) do
-    local interval = budget[2]
+    local interval, tolerance = gcra_interval(budget[2], c.burst, c.window_margin_ms, budget[4])
     local tat = math.max(now, tonumber(redis.call('HGET', P .. ':gcra', budget[1]) or '0'))
-    local tolerance = (math.max(1, c.burst) - 1) * interval
-    if tat - now > tolerance then wait = math.max(wait, tat - now - tolerance) end
+    if tat - now > tolerance + 0.01 then wait = math.max(wait, tat - now - tolerance) end
     next_tat[i] = tat + budget[3] * interval
   end
   if wait > 0 then return false, math.ceil(wait) end
@@ -357,32 +428,81 @@ local function admit(P, c, now, cost)
   return true, 0
 end
 
+-- The user's own request budget (GCRA). Returns true and the new theoretical arrival time to
+-- record once the job is taken (nil without a budget), or false and ms until the user may start.
+local function user_admit(P, c, now, user)
+  if c.user_requests_per_minute <= 0 then return true, nil end
+  local interval, tolerance = gcra_interval(c.user_requests_per_minute, c.user_burst, 0)
+  local tat = math.max(now, tonumber(redis.call('GET', P .. ':u:' .. user .. ':rate') or '0'))
+  if tat - now > tolerance + 0.01 then return false, math.ceil(tat - now - tolerance) end
+  return true, tat + interval
+end
+
+-- Records a user's spend; the key expires once it no longer limits anything.
+local function user_spend(P, now, user, tat)
+  if tat == nil then return end
+  redis.call('SET', P .. ':u:' .. user .. ':rate', string.format('%.3f', tat), 'PX', math.ceil(tat - now) + 1)
+end
+
+-- Whether claiming is open: nil, or ms to wait while a pause or the quota breaker holds.
+-- `probe` is true when the breaker is half-open and this claim may take one probe job.
+local function backend_gate(P, c, now, s)
+  if s.breaker == 'open' then
+    local until_ms = tonumber(s.breaker_until or '0') or 0
+    if now < until_ms then return until_ms - now, false end
+    redis.call('HSET', P .. ':throttle', 'breaker', 'half_open')
+    redis.call('HDEL', P .. ':throttle', 'probe')
+    s.breaker, s.probe = 'half_open', nil
+  end
+  if s.breaker == 'half_open' and s.probe ~= nil then
+    -- The probe went out. A quota answer reopens the breaker (throttle); any other end closes it.
+    local deadline = redis.call('ZSCORE', P .. ':active', s.probe)
+    if deadline and redis.call('HGET', P .. ':job:' .. s.probe, 'state') == 'active' then
+      return math.max(100, math.min(1000, tonumber(deadline) - now)), false
+    end
+    redis.call('HDEL', P .. ':throttle', 'breaker', 'breaker_until', 'probe')
+    s.breaker = nil
+  end
+  local pause = tonumber(s.pause_until or '0') or 0
+  if now < pause then return pause - now, false end
+  return nil, s.breaker == 'half_open'
+end
+
 -- Takes the next job of `tier`, fairly across its users, if the backend budgets admit it.
--- Returns the job id and user; or nil; or nil, ms to wait when a budget said not yet.
-local function take_from_tier(P, c, now, tier)
+-- Users over their own request budget keep their place and are passed over; `skip[tier]` counts
+-- them (they stay at the head of the ring for the rest of this claim).
+-- Returns the job id and user; or nil, 'budget', ms when a backend budget said not yet; or nil,
+-- 'empty', ms or nil when the tier has nothing to give (ms: when a passed-over user may start).
+local function take_from_tier(P, c, now, tier, factor, skip)
   local ring = P .. ':t:' .. tier .. ':ring'
   local parked = P .. ':t:' .. tier .. ':parked'
   local jobs = P .. ':t:' .. tier .. ':jobs'
+  local user_wait = nil
   for _ = 1, 1000 do
-    local head = redis.call('ZRANGE', ring, 0, 0, 'WITHSCORES')
-    if #head == 0 then return nil end
+    local head = redis.call('ZRANGE', ring, skip[tier], skip[tier], 'WITHSCORES')
+    if #head == 0 then return nil, 'empty', user_wait end
     local user, turn = head[1], head[2]
     local first = redis.call('ZRANGEBYLEX', jobs, '[' .. user .. '\t', '(' .. user .. '\t\255', 'LIMIT', 0, 1)
     if #first == 0 then
       redis.call('ZREM', ring, user)
     else
       local running = tonumber(redis.call('HGET', P .. ':inflight', user) or '0')
+      local user_ok, user_tat = user_admit(P, c, now, user)
       if c.user_inflight_cap > 0 and running >= c.user_inflight_cap then
         redis.call('ZREM', ring, user)
         redis.call('ZADD', parked, turn, user)
         touch(P, c, parked)
+      elseif not user_ok then
+        skip[tier] = skip[tier] + 1
+        if user_wait == nil or user_tat < user_wait then user_wait = user_tat end
       else
         local member = first[1]
         local id = string.sub(member, #user + 2)
         local job = redis.call('HMGET', P .. ':job:' .. id, 'state', 'cost')
         if job[1] == 'queued' then
-          local admitted, wait = admit(P, c, now, tonumber(job[2] or '1') or 1)
-          if not admitted then return nil, wait end
+          local admitted, wait = admit(P, c, now, tonumber(job[2] or '1') or 1, factor)
+          if not admitted then return nil, 'budget', wait end
+          user_spend(P, now, user, user_tat)
         end
         redis.call('ZREM', jobs, member)
         -- The user goes to the back of the ring, or leaves it when it has nothing more queued.
@@ -396,13 +516,15 @@ local function take_from_tier(P, c, now, tier)
       end
     end
   end
-  return nil
+  return nil, 'empty', user_wait
 end
 
 -- claim: ARGV = worker id, how many jobs at most
 -- Reply: { wait hint ms, then for each job: id, token, attempt, recoveries, spec JSON }
---   The wait hint says when a delayed job or a lease falls due, or when the backend budgets admit
---   the next job (-1: nothing pending).
+--   The wait hint says when a delayed job or a lease falls due, when the backend budgets or a
+--   user's budget admit the next job, or when a pause or the quota breaker ends (-1: nothing
+--   pending). While the backend is paused, or its quota breaker open, nothing is claimed; when the
+--   breaker is half-open one job goes out as its probe.
 local function claim(keys, args)
   local P = keys[1]
   local c = config(P)
@@ -415,24 +537,32 @@ local function claim(keys, args)
   if c.global_inflight_cap > 0 then
     want = math.min(want, c.global_inflight_cap - redis.call('ZCARD', P .. ':active'))
   end
+  local state = throttle_state(P)
+  local gate_wait, probe = backend_gate(P, c, now, state)
+  local factor = adaptive_factor(P, c, now, state)
+  if gate_wait ~= nil then want = 0 end
+  if probe then want = math.min(want, 1) end
   local reply = { -1 }
   local eligible = {}
   for _, tier in ipairs(TIERS) do
     eligible[tier] = redis.call('ZCARD', P .. ':t:' .. tier .. ':ring') > 0
   end
   local claimed = 0
-  local admission_wait = nil
+  local admission_wait = gate_wait
+  local skip = { pro = 0, standard = 0, free = 0 }
   while claimed < want do
     local tier = pick_tier(P, c, eligible)
     if tier == nil then break end
-    local id, user = take_from_tier(P, c, now, tier)
-    if id == nil and user ~= nil then
+    local id, user, wait = take_from_tier(P, c, now, tier, factor, skip)
+    if id == nil and user == 'budget' then
       -- A backend budget is spent: nothing more this call, whatever the tier.
-      admission_wait = user
+      admission_wait = wait
       break
     elseif id == nil then
       eligible[tier] = false
+      if wait ~= nil and (admission_wait == nil or wait < admission_wait) then admission_wait = wait end
     else
+      if probe then redis.call('HSET', P .. ':throttle', 'probe', id) end
       local jk = P .. ':job:' .. id
       local token = redis.call('INCR', P .. ':fence')
       local lease = now + c.lease_ms
@@ -457,7 +587,7 @@ local function claim(keys, args)
     -- makes a job claimable pushes a fresh one.
     redis.call('DEL', P .. ':wake')
   end
-  if claimed == 0 then
+  if claimed == 0 and gate_wait == nil then
     local nexts = {}
     local d = redis.call('ZRANGE', P .. ':delayed', 0, 0, 'WITHSCORES')
     if #d > 0 then nexts[#nexts + 1] = tonumber(d[2]) end
@@ -531,7 +661,8 @@ local function complete(keys, args)
 end
 
 -- fail: ARGV = job id, token, error code, message, mode ('retry' | 'terminal'),
---             retry delay ms, spend attempt ('1' | '0')
+--             retry delay ms, spend attempt ('1' | '0'), moderation categories (comma-separated,
+--             optional: added to the 'failed' event as 'categories')
 -- Reply: the job's new state: 'delayed', 'failed' or 'dead'.
 local function fail_job(keys, args)
   local P = keys[1]
@@ -560,7 +691,12 @@ local function fail_job(keys, args)
     return 'delayed'
   end
   redis.call('HSET', job.jk, 'state', 'failed', 'finished_ms', now)
-  local eid = emit(P, c, now, 'failed', id, job.user, job.tier, { 'code', code, 'message', message })
+  local extra = { 'code', code, 'message', message }
+  if args[8] and args[8] ~= '' then
+    extra[#extra + 1] = 'categories'
+    extra[#extra + 1] = args[8]
+  end
+  local eid = emit(P, c, now, 'failed', id, job.user, job.tier, extra)
   record_webhook(P, c, now, id, 'failed', eid, job.user, code, '')
   return 'failed'
 end
@@ -749,6 +885,119 @@ local function delete_job(keys, args)
   return erase_job(P, c, now_ms(), args[1])
 end
 
+-- throttle: ARGV = signal, retry-after ms ('' or -1 when the provider said nothing), then
+--   optionally job id, token, error code, message.
+-- Records what the backend said, for every worker's claim to obey:
+--   'rate_limit'  (429 rate_limit_exceeded, slow_down): a shared pause until Retry-After (capped at
+--                 pause_max_ms; pause_default_ms when absent) plus jitter; the first 429 of a pause
+--                 shrinks the adaptive factor;
+--   'unavailable' (503): the same pause, without shrinking;
+--   'quota'       (429 insufficient_quota, billing): the quota breaker opens for quota_breaker_ms
+--                 (or Retry-After, if longer); then one probe job is claimed (half-open), and the
+--                 breaker closes when that probe ends any other way than another quota answer.
+-- With a job, the job goes back to its queue without spending an attempt, at the head of its
+-- user's jobs and with its user first in line (it keeps its place), and a 'queued' event says why.
+-- Reply: { pause until ms (0: none), breaker ('closed' | 'open' | 'half_open'), factor } or
+--   IMAGEGEN fenced (the signal is recorded all the same) or IMAGEGEN invalid_signal.
+local function throttle(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local signal, retry = args[1], tonumber(args[2] or '') or -1
+  if signal ~= 'rate_limit' and signal ~= 'unavailable' and signal ~= 'quota' then
+    return fail('invalid_signal', 'signal: rate_limit, unavailable or quota')
+  end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local TK = P .. ':throttle'
+  local s = throttle_state(P)
+  local factor = adaptive_factor(P, c, now, s)
+  local pause = tonumber(s.pause_until or '0') or 0
+  if signal == 'quota' then
+    local open_until = now + math.max(c.quota_breaker_ms, retry)
+    redis.call('HSET', TK, 'breaker', 'open', 'breaker_until', open_until)
+    redis.call('HDEL', TK, 'probe')
+    redis.call('HINCRBY', TK, 'quota_count', 1)
+    s.breaker = 'open'
+  else
+    if signal == 'rate_limit' then
+      if now >= pause then
+        factor = math.max(c.adaptive_floor, factor * c.adaptive_shrink)
+        redis.call('HSET', TK, 'factor', string.format('%.4f', factor), 'factor_at', now)
+      end
+      redis.call('HINCRBY', TK, 'rate_limit_count', 1)
+    else
+      redis.call('HINCRBY', TK, 'unavailable_count', 1)
+    end
+    local wait = retry >= 0 and math.min(retry, c.pause_max_ms) or c.pause_default_ms
+    local jitter = c.pause_jitter_ms > 0 and (tonumber(t[2]) % (c.pause_jitter_ms + 1)) or 0
+    if now + wait + jitter > pause then
+      pause = now + wait + jitter
+      redis.call('HSET', TK, 'pause_until', pause)
+    end
+  end
+  local out = { now < pause and pause or 0, s.breaker or 'closed', string.format('%.4f', factor) }
+  local id = args[3]
+  if id == nil or id == '' then return out end
+  local job, err = fenced(P, id, args[4] or '')
+  if not job then return err end
+  leave_active(P, c, id, job.user)
+  redis.call('HSET', job.jk, 'state', 'queued', 'token', '', 'worker', '', 'updated_ms', now,
+    'error_code', args[5] or '', 'error_message', args[6] or '')
+  local tier = job.tier
+  local jobs = P .. ':t:' .. tier .. ':jobs'
+  redis.call('ZADD', jobs, 0, job.user .. '\t' .. id)
+  touch(P, c, jobs)
+  if not redis.call('ZSCORE', P .. ':t:' .. tier .. ':parked', job.user) then
+    local ring = P .. ':t:' .. tier .. ':ring'
+    local head = redis.call('ZRANGE', ring, 0, 0, 'WITHSCORES')
+    local turn = #head > 0 and tonumber(head[2]) - 1 or redis.call('HINCRBY', P .. ':sched', 'turn:' .. tier, 1)
+    redis.call('ZADD', ring, 'LT', turn, job.user)
+    touch(P, c, ring)
+  end
+  emit(P, c, now, 'queued', id, job.user, tier, { 'reason', signal, 'code', args[5] or '' })
+  wake(P, c, 1)
+  return out
+end
+
+-- usage: ARGV = job id, tokens the provider billed for it. Corrects the token budget: the job was
+-- charged tokens_per_image per image when claimed; the difference moves the budget's theoretical
+-- arrival time. Reply: the correction in tokens (0 without a token budget).
+local function usage(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  if c.tokens_per_minute <= 0 then return 0 end
+  local used = tonumber(args[2] or '')
+  if used == nil or used < 0 then return fail('invalid_usage', 'tokens: a number, at least 0') end
+  local cost = tonumber(redis.call('HGET', P .. ':job:' .. args[1], 'cost') or '1') or 1
+  local delta = math.floor(used - cost * c.tokens_per_image)
+  local now = now_ms()
+  local factor = adaptive_factor(P, c, now, throttle_state(P))
+  local interval = gcra_interval(c.tokens_per_minute * factor, c.burst, c.window_margin_ms, c.tokens_per_image)
+  local tat = tonumber(redis.call('HGET', P .. ':gcra', 'tokens') or '0') or 0
+  redis.call('HSET', P .. ':gcra', 'tokens', string.format('%.3f', math.max(now, tat) + delta * interval))
+  return delta
+end
+
+-- backend_state: no ARGV. Reply: flat field, value list: pause_remaining_ms, breaker,
+-- breaker_remaining_ms, probe, factor, rate_limit_count, unavailable_count, quota_count.
+local function backend_state(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local now = now_ms()
+  local s = throttle_state(P)
+  local factor = adaptive_factor(P, c, now, s)
+  local breaker = s.breaker or 'closed'
+  local breaker_left = 0
+  if breaker == 'open' then
+    breaker_left = math.max(0, (tonumber(s.breaker_until or '0') or 0) - now)
+    if breaker_left == 0 then breaker = 'half_open' end
+  end
+  return { 'pause_remaining_ms', math.max(0, (tonumber(s.pause_until or '0') or 0) - now),
+    'breaker', breaker, 'breaker_remaining_ms', breaker_left, 'probe', s.probe or '',
+    'factor', string.format('%.4f', factor), 'rate_limit_count', tonumber(s.rate_limit_count or '0'),
+    'unavailable_count', tonumber(s.unavailable_count or '0'), 'quota_count', tonumber(s.quota_count or '0') }
+end
+
 -- webhook_claim: ARGV = dispatcher id, max deliveries, lease ms
 -- Leases due deliveries: each gets a fresh fencing token and its due time moves to the lease's end,
 -- so a dispatcher that dies leaves it to be claimed again (same message id, same attempt).
@@ -912,6 +1161,9 @@ redis.register_function('imagegen_v1_configure', configure)
 redis.register_function('imagegen_v1_purge_user', purge_user)
 redis.register_function('imagegen_v1_delete_job', delete_job)
 redis.register_function('imagegen_v1_stats', stats)
+redis.register_function('imagegen_v1_throttle', throttle)
+redis.register_function('imagegen_v1_backend_state', backend_state)
+redis.register_function('imagegen_v1_usage', usage)
 redis.register_function('imagegen_v1_webhook_claim', webhook_claim)
 redis.register_function('imagegen_v1_webhook_report', webhook_report)
 redis.register_function('imagegen_v1_webhook_default', webhook_default)
