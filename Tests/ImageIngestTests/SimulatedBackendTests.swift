@@ -116,7 +116,8 @@ struct SimulatedBackendTests {
         task.cancel()
         let error = await #expect(throws: BackendError.self) { try await task.value }
         #expect(error?.code == .canceled)
-        #expect(clock.now - start < .seconds(5))
+        // Canceled, not run out: the latency alone is 30 s (loose bound for a busy machine).
+        #expect(clock.now - start < .seconds(25))
     }
 
     @Test func failureRateOneAlwaysFailsRetryably() async {
