@@ -47,4 +47,20 @@ public struct RedisFunctionLibrary: Sendable {
             return try await pool.send(command)
         }
     }
+
+    /// Calls `function` once per argument list, all in one pipelined write, and returns the replies
+    /// in order; error replies stay in the array. When the library is missing none of the calls ran:
+    /// it is loaded and the whole batch is sent again.
+    public func callBatch(
+        _ function: String, keys: [RedisArgument], argumentLists: [[RedisArgument]], on pool: RedisPool
+    ) async throws -> [RESPValue] {
+        let head: RedisCommand = ["FCALL", RedisArgument(function), RedisArgument(keys.count)] + keys
+        let commands = argumentLists.map { head + $0 }
+        let replies = try await pool.pipeline(commands)
+        if case .error(let message)? = replies.first, message.contains("Function not found") {
+            try await load(on: pool)
+            return try await pool.pipeline(commands)
+        }
+        return replies
+    }
 }

@@ -22,6 +22,40 @@ struct QueueTests {
         #expect(try await fixture.queue.stats().queuedByTier["standard"] == 2)
     }
 
+    @Test("batch enqueue: one pipelined write, results in order, a refused job does not affect the others")
+    func batchEnqueue() async throws {
+        var settings = QueueSettings()
+        settings.maxPayloadBytes = 2048
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        var invalid = spec("u2")
+        invalid.n = 0
+        let results = try await fixture.queue.enqueue(batch: [
+            .init(spec("u1"), idempotencyKey: "batch-1"),
+            .init(spec("u1", prompt: String(repeating: "x", count: 4000))),  // over the payload limit
+            .init(invalid),  // refused before it is sent
+            .init(spec("u3"), delay: .seconds(60)),
+            .init(spec("u1"), idempotencyKey: "batch-1"),  // the same key: the same job
+        ])
+        #expect(results.count == 5)
+        let first = try results[0].get()
+        #expect(first.created)
+        #expect(throws: QueueError.self) { try results[1].get() }
+        if case .failure(let error) = results[1] { #expect(error.code == .payloadTooLarge) }
+        if case .failure(let error) = results[2] {
+            #expect(error.code == .invalidJob)
+        } else {
+            Issue.record("n = 0 was accepted")
+        }
+        let delayed = try results[3].get()
+        #expect(delayed.created && delayed.jobID != first.jobID)
+        let again = try results[4].get()
+        #expect(!again.created && again.jobID == first.jobID)
+        let stats = try await fixture.queue.stats()
+        #expect(stats.queuedByTier["standard"] == 1)
+        #expect(stats.delayed == 1)
+    }
+
     @Test("invalid and oversized jobs are refused with clear codes, and nothing is stored")
     func refusesBadJobs() async throws {
         var settings = QueueSettings()

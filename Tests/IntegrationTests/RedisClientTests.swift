@@ -158,5 +158,10 @@ struct RedisClientTests {
         #expect(try await library.call("imagegen_test_echo", keys: [], arguments: ["one"], on: pool).string == "one")
         _ = try await pool.send("FUNCTION", "FLUSH")
         #expect(try await library.call("imagegen_test_echo", keys: [], arguments: ["two"], on: pool).string == "two")
+        // A pipelined batch finds it missing too: loaded, and every call sent again.
+        _ = try await pool.send("FUNCTION", "FLUSH")
+        let replies = try await library.callBatch(
+            "imagegen_test_echo", keys: [], argumentLists: [["a"], ["b"], ["c"]], on: pool)
+        #expect(replies.map(\.string) == ["a", "b", "c"])
     }
 }
