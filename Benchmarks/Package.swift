@@ -12,13 +12,28 @@ let package = Package(
     name: "imagegen-benchmarks",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(path: "..")
+        .package(path: ".."),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
     ],
     targets: [
+        // Shared by the load generator and the micro-benchmarks: the reference images, statistics.
+        .target(
+            name: "BenchmarkSupport",
+            dependencies: [.product(name: "ImagegenIngest", package: rootIdentity)]
+        ),
+        .executableTarget(
+            name: "imagegen-load",
+            dependencies: [
+                "BenchmarkSupport",
+                .product(name: "ImagegenClient", package: rootIdentity),
+                .product(name: "ImagegenIngest", package: rootIdentity),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "imagegen-queue-bench",
             dependencies: [.product(name: "ImagegenClient", package: rootIdentity)]
-        )
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
