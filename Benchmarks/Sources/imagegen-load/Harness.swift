@@ -2,6 +2,7 @@ import Foundation
 import JobQueue
 import RedisClient
 import RedisQueue
+import Synchronization
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -25,6 +26,8 @@ final class Harness: @unchecked Sendable {
     private var others: [ChildProcess] = []
     private(set) var pool: RedisPool!
     private var workerCount = 0
+    /// Worker processes that ended without being asked to, across the run.
+    let unexpectedExits = Mutex<[String]>([])
 
     init(options: Options) { self.options = options }
 
@@ -104,8 +107,18 @@ final class Harness: @unchecked Sendable {
         return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
     }
 
-    /// Stops the given workers (SIGTERM, then SIGKILL).
+    /// Stops the given workers (SIGTERM, then SIGKILL). Reports any that had already ended by
+    /// themselves: a worker must never exit on its own during a run.
     func stop(_ processes: [ChildProcess]) async {
+        for process in processes {
+            if let exit = process.unexpectedExit {
+                FileHandle.standardError.write(
+                    Data(
+                        "warning: \(process.name) (pid \(process.pid)) ended by itself: \(exit); see \(process.logPath)\n"
+                            .utf8))
+                unexpectedExits.withLock { $0.append("\(process.name): \(exit)") }
+            }
+        }
         await withTaskGroup(of: Void.self) { group in
             for process in processes { group.addTask { await process.stop() } }
         }

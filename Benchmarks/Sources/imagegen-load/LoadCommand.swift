@@ -75,6 +75,13 @@ struct LoadCommand: AsyncParsableCommand {
             for scenario in selected {
                 var result = try await scenario.run(harness, options)
                 result.figures.insert(("scenario", .string(scenario.rawValue)), at: 0)
+                let crashed = harness.unexpectedExits.withLock { exits in
+                    defer { exits = [] }
+                    return exits
+                }
+                result.add(
+                    "workers_ended_by_themselves", .array(crashed.map { .string($0) }),
+                    row: "worker processes that ended by themselves", value: "\(crashed.count)", target: "0")
                 result.figures.append(("machine", machine()))
                 print(result.table())
                 let json = JSON.object(result.figures).serialized() + "\n"

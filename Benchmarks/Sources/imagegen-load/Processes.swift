@@ -14,6 +14,8 @@ final class ChildProcess: @unchecked Sendable {
     private let lock = NSLock()
     private var exitWaiters: [CheckedContinuation<Void, Never>] = []
     private var hasExited = false
+    private var signalled = false
+    private var exitDescription = ""
 
     /// Starts `executable` with `arguments`; stdout and stderr go to `logPath`.
     init(name: String, executable: String, arguments: [String], environment: [String: String] = [:], logPath: String)
@@ -42,8 +44,11 @@ final class ChildProcess: @unchecked Sendable {
     var isRunning: Bool { lock.withLock { !hasExited } }
 
     private func markExited() {
+        let reason = process.terminationReason == .uncaughtSignal ? "signal" : "exit status"
+        let description = "\(reason) \(process.terminationStatus)"
         let waiters = lock.withLock {
             hasExited = true
+            exitDescription = description
             defer { exitWaiters = [] }
             return exitWaiters
         }
@@ -64,7 +69,13 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Sends `signal`; does nothing once the process has exited.
     func send(_ signal: Int32) {
+        lock.withLock { signalled = true }
         if isRunning { kill(pid, signal) }
+    }
+
+    /// How the process ended when nobody asked it to (a crash), or `nil`.
+    var unexpectedExit: String? {
+        lock.withLock { hasExited && !signalled ? exitDescription : nil }
     }
 
     /// SIGTERM, then SIGKILL after `grace` if it is still there.

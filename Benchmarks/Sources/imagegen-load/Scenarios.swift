@@ -209,10 +209,14 @@ enum Scenarios {
                     "--slots", "\(slots)", "--backend", "simulated", "--sim-latency-ms", "\(latencyMS)",
                     "--no-progress",
                 ])
+            let pollCost = try await Drain.pollCost(harness, queue)
+            let before = try await harness.snapshot()
             let cpuBefore = Harness.cpuSeconds(processes)
             let drain = try await Drain.run(
                 harness, queue, total: jobs, label: "io \(slots) slots", maxSeconds: maxSeconds, watch: processes)
             let cpu = Harness.cpuSeconds(processes) - cpuBefore
+            let after = try await harness.snapshot()
+            let cost = RedisCost(before: before, after: after, pollCost: pollCost, polls: drain.polls, jobs: jobs)
             await harness.stop(processes)
             let timelines = try await readTimelines(queue)
             let (jobsPerSecond, makespan) = rate(timelines)
@@ -230,7 +234,13 @@ enum Scenarios {
                     ("slots", .int(slots)), ("jobs_per_second", .number(jobsPerSecond)),
                     ("ideal_jobs_per_second", .number(ideal)), ("percent_of_ideal", .number(percent)),
                     ("slot_utilization_percent", .number(utilization)), ("makespan_seconds", .number(makespan)),
-                    ("worker_cpu_percent_of_core", .number(cpuPercent)), ("worker_rss_max_mb", .number(drain.maxRSSMB)),
+                    ("worker_cpu_percent_of_core", .number(cpuPercent)),
+                    ("worker_cpu_us_per_job", .number(cpu / Double(jobs) * 1e6)),
+                    ("redis_calls_per_job", .number(cost.callsPerJob)),
+                    ("redis_commands_per_job", .number(cost.commandsPerJob)),
+                    ("redis_cpu_us_per_job", .number(cost.cpuSeconds / Double(jobs) * 1e6)),
+                    ("redis_calls_by_command", .object(cost.byCommand.map { ($0.0, .number($0.1)) })),
+                    ("worker_rss_max_mb", .number(drain.maxRSSMB)),
                     ("finished", .bool(drain.finished)),
                 ]))
             result.rows.append(
@@ -238,6 +248,10 @@ enum Scenarios {
             result.rows.append(("\(slots) slots: % of ideal", format(percent, 1), "≥ 99"))
             result.rows.append(("\(slots) slots: slot utilization %", format(utilization, 1), ""))
             result.rows.append(("\(slots) slots: worker CPU % of a core", format(cpuPercent, 1), "< 10"))
+            result.rows.append(("\(slots) slots: worker CPU µs per job", format(cpu / Double(jobs) * 1e6, 0), ""))
+            result.rows.append(("\(slots) slots: Redis calls per job", format(cost.callsPerJob, 2), "≤ 3"))
+            result.rows.append(
+                ("\(slots) slots: Redis CPU µs per job", format(cost.cpuSeconds / Double(jobs) * 1e6, 1), ""))
             result.latencies += busy
             (result.throughput, result.throughputBin) = throughputSeries(timelines)
         }
@@ -434,7 +448,10 @@ enum Scenarios {
         result.add("completed_twice", .int(twice), row: "jobs completed twice", value: "\(twice)", target: "0")
         result.add("dead", .int(dead), row: "jobs dead", value: "\(dead)")
         result.add(
-            "recovered_jobs", .int(recoveries.count), row: "jobs recovered after a kill", value: "\(recoveries.count)")
+            "jobs_held_by_killed_workers", .int(held), row: "jobs running in a worker when it was killed",
+            value: "\(held)")
+        result.add(
+            "recovered_jobs", .int(recoveries.count), row: "of them started again", value: "\(recoveries.count)")
         result.add(
             "recovery_ms", .distribution(recovery), row: "kill → restarted elsewhere, ms", value: formatMS(recovery))
         result.add("worker_timeout_seconds", .int(workerTimeout))
