@@ -44,6 +44,9 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: "crash: seconds between SIGKILLs. Default 3.")
     var killEvery: Double = 3
 
+    @Option(help: "io: size of the simulated outputs, WIDTHxHEIGHT. Default 8x8 (tiny).")
+    var outputSize: String = "8x8"
+
     @Option(help: "Directory of the reports, charts and process logs. Default load-results.")
     var outDir: String = "load-results"
 
@@ -55,6 +58,10 @@ struct LoadCommand: AsyncParsableCommand {
             throw ValidationError(
                 "unknown scenario '\(name)': \(Scenario.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        let sides = outputSize.split(separator: "x").compactMap { Int($0) }
+        guard sides.count == 2, sides.allSatisfy({ (1...2048).contains($0) }) else {
+            throw ValidationError("--output-size: WIDTHxHEIGHT, each side 1 to 2048")
+        }
         if let slots, slots.split(separator: ",").contains(where: { Int($0) == nil }) {
             throw ValidationError("--slots: numbers separated by commas")
         }
@@ -64,7 +71,7 @@ struct LoadCommand: AsyncParsableCommand {
         let selected = scenarios.contains("all") ? Scenario.allCases : scenarios.compactMap(Scenario.init(rawValue:))
         let options = ScenarioOptions(
             workers: workers, slots: slots.map { $0.split(separator: ",").compactMap { Int($0) } }, jobs: jobs,
-            maxSeconds: maxSeconds, latencyMS: latencyMs, killEverySeconds: killEvery)
+            maxSeconds: maxSeconds, latencyMS: latencyMs, killEverySeconds: killEvery, outputSize: outputSize)
         let harness = Harness(
             options: .init(
                 redisURL: redisURL, redisPort: redisPort, imagegen: imagegen, runDirectory: "\(outDir)/logs",

@@ -19,6 +19,8 @@ struct ScenarioOptions: Sendable {
     var maxSeconds: Double?
     var latencyMS: Int?
     var killEverySeconds: Double = 3
+    /// Size of the outputs the simulated backend draws in io (default 8x8: tiny outputs).
+    var outputSize = "8x8"
 }
 
 /// The scenarios by name, each a function of the harness and the options.
@@ -47,8 +49,8 @@ enum Scenarios {
         return settings
     }
 
-    static func tinyJob(_ index: Int, user: String? = nil) -> JobSpec {
-        JobSpec(user: user ?? "u\(index % 100)", prompt: "load \(index)", size: "8x8")
+    static func tinyJob(_ index: Int, user: String? = nil, size: String = "8x8") -> JobSpec {
+        JobSpec(user: user ?? "u\(index % 100)", prompt: "load \(index)", size: size)
     }
 
     // MARK: noop
@@ -202,7 +204,9 @@ enum Scenarios {
         for slots in options.slots ?? [100, 256] {
             let queue = try await harness.makeQueue("io", settings: settings())
             defer { queue.close() }
-            _ = try await Producer.concurrent(queue, (0..<jobs).map { tinyJob($0) }, callers: 64, label: "enqueue")
+            let ids = try await Producer.concurrent(
+                queue, (0..<jobs).map { tinyJob($0, size: options.outputSize) }, callers: 64, label: "enqueue"
+            ).ids
             let processes = try await startAll(
                 harness, options.workers ?? 1, queue,
                 [
@@ -221,6 +225,11 @@ enum Scenarios {
             let timelines = try await readTimelines(queue)
             let (jobsPerSecond, makespan) = rate(timelines)
             let workerCount = Double(options.workers ?? 1)
+            // The size of one stored output, to tell what "tiny" or "1 MB" outputs mean.
+            let outputBytes =
+                try await harness.pool.send([
+                    "STRLEN", RedisArgument(queue.keys.blobPrefix + "output:\(ids.first ?? ""):0"),
+                ]).int ?? 0
             let ideal = Double(slots) * workerCount * 1000 / Double(latencyMS)
             let percent = jobsPerSecond / ideal * 100
             let busy = timelines.values.compactMap { t in
@@ -240,13 +249,15 @@ enum Scenarios {
                     ("redis_commands_per_job", .number(cost.commandsPerJob)),
                     ("redis_cpu_us_per_job", .number(cost.cpuSeconds / Double(jobs) * 1e6)),
                     ("redis_calls_by_command", .object(cost.byCommand.map { ($0.0, .number($0.1)) })),
-                    ("worker_rss_max_mb", .number(drain.maxRSSMB)),
+                    ("worker_rss_max_mb", .number(drain.maxRSSMB)), ("output_bytes", .int(outputBytes)),
                     ("finished", .bool(drain.finished)),
                 ]))
             result.rows.append(
                 ("\(slots) slots: jobs/s (ideal \(format(ideal, 0)))", format(jobsPerSecond, 0), ""))
             result.rows.append(("\(slots) slots: % of ideal", format(percent, 1), "≥ 99"))
             result.rows.append(("\(slots) slots: slot utilization %", format(utilization, 1), ""))
+            result.rows.append(
+                ("\(slots) slots: worker RSS max MB (outputs of \(outputBytes) bytes)", format(drain.maxRSSMB, 0), ""))
             result.rows.append(("\(slots) slots: worker CPU % of a core", format(cpuPercent, 1), "< 10"))
             result.rows.append(("\(slots) slots: worker CPU µs per job", format(cpu / Double(jobs) * 1e6, 0), ""))
             result.rows.append(("\(slots) slots: Redis calls per job", format(cost.callsPerJob, 2), "≤ 3"))
