@@ -9,6 +9,8 @@ let package = Package(
         // The library a Swift web tier links to enqueue jobs, read status and follow events.
         .library(name: "ImagegenClient", targets: ["RedisQueue", "Storage"]),
         .library(name: "ImagegenWorker", targets: ["Worker"]),
+        // The image pipeline (codecs, resampler, ingestor), for the benchmarks and tools.
+        .library(name: "ImagegenIngest", targets: ["ImageIngest"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.0"),

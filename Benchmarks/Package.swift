@@ -12,13 +12,42 @@ let package = Package(
     name: "imagegen-benchmarks",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(path: "..")
+        .package(path: ".."),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.0"),
+        // package-benchmark; the malloc interposer gives the malloc counts (swift-tools-version 6.1 for traits).
+        .package(url: "https://github.com/ordo-one/benchmark", exact: "1.38.1", traits: ["MallocInterposer"]),
     ],
     targets: [
+        // Shared by the load generator and the micro-benchmarks: the reference images, statistics.
+        .target(
+            name: "BenchmarkSupport",
+            dependencies: [.product(name: "ImagegenIngest", package: rootIdentity)]
+        ),
+        .executableTarget(
+            name: "imagegen-load",
+            dependencies: [
+                "BenchmarkSupport",
+                .product(name: "ImagegenClient", package: rootIdentity),
+                .product(name: "ImagegenIngest", package: rootIdentity),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Micro-benchmarks, run with `swift package benchmark` (sources under Benchmarks/, as the plugin wants).
+        .executableTarget(
+            name: "imagegen-micro",
+            dependencies: [
+                "BenchmarkSupport",
+                .product(name: "Benchmark", package: "benchmark"),
+                .product(name: "ImagegenClient", package: rootIdentity),
+                .product(name: "ImagegenIngest", package: rootIdentity),
+            ],
+            path: "Benchmarks/imagegen-micro",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
         .executableTarget(
             name: "imagegen-queue-bench",
             dependencies: [.product(name: "ImagegenClient", package: rootIdentity)]
-        )
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+
+/// The load generator: starts (or uses) a Redis, starts real `imagegen worker` processes and the
+/// fake backend where a scenario needs it, offers load through the Swift producer API, and
+/// reports a table, a JSON object and a PNG chart per scenario.
+@main
+struct LoadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "imagegen-load",
+        abstract: "Load tests of imagegen with real worker processes.",
+        discussion: """
+            Scenarios: noop, latency, io, fair, ratelimit, crash, ingest (or all). Every run is bounded \
+            in jobs and seconds. Reports go to OUT-DIR/load-SCENARIO.json and .png.
+            """)
+
+    @Argument(help: "Scenarios to run: noop, latency, io, fair, ratelimit, crash, ingest, or all.")
+    var scenarios: [String]
+
+    @Option(help: "Use this Redis instead of starting one (redis://host:port/db). Its queues are new ones.")
+    var redisURL: String?
+
+    @Option(help: "Port of the redis-server started here; 0 picks a free one. Default 0.")
+    var redisPort: Int = 0
+
+    @Option(help: "The imagegen release binary. Default ../.build/release/imagegen.")
+    var imagegen: String = "../.build/release/imagegen"
+
+    @Option(help: "Worker processes (default: the scenario's).")
+    var workers: Int?
+
+    @Option(help: "Slots per worker, comma-separated for io (default: the scenario's).")
+    var slots: String?
+
+    @Option(help: "Jobs (default: the scenario's; for fair, the bulk user's jobs).")
+    var jobs: Int?
+
+    @Option(help: "Most seconds the draining phase may take (default: the scenario's).")
+    var maxSeconds: Double?
+
+    @Option(help: "Simulated backend latency in ms for io, fair, crash; fake server latency for ratelimit.")
+    var latencyMs: Int?
+
+    @Option(help: "crash: seconds between SIGKILLs. Default 3.")
+    var killEvery: Double = 3
+
+    @Option(help: "io: size of the simulated outputs, WIDTHxHEIGHT. Default 8x8 (tiny).")
+    var outputSize: String = "8x8"
+
+    @Option(help: "Directory of the reports, charts and process logs. Default load-results.")
+    var outDir: String = "load-results"
+
+    @Option(help: "Log level of the worker processes. Default warning.")
+    var workerLogLevel: String = "warning"
+
+    func validate() throws {
+        for name in scenarios where name != "all" && Scenario(rawValue: name) == nil {
+            throw ValidationError(
+                "unknown scenario '\(name)': \(Scenario.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let sides = outputSize.split(separator: "x").compactMap { Int($0) }
+        guard sides.count == 2, sides.allSatisfy({ (1...2048).contains($0) }) else {
+            throw ValidationError("--output-size: WIDTHxHEIGHT, each side 1 to 2048")
+        }
+        if let slots, slots.split(separator: ",").contains(where: { Int($0) == nil }) {
+            throw ValidationError("--slots: numbers separated by commas")
+        }
+    }
+
+    func run() async throws {
+        let selected = scenarios.contains("all") ? Scenario.allCases : scenarios.compactMap(Scenario.init(rawValue:))
+        let options = ScenarioOptions(
+            workers: workers, slots: slots.map { $0.split(separator: ",").compactMap { Int($0) } }, jobs: jobs,
+            maxSeconds: maxSeconds, latencyMS: latencyMs, killEverySeconds: killEvery, outputSize: outputSize)
+        let harness = Harness(
+            options: .init(
+                redisURL: redisURL, redisPort: redisPort, imagegen: imagegen, runDirectory: "\(outDir)/logs",
+                workerLogLevel: workerLogLevel))
+        var failure: Error?
+        do {
+            try await harness.start()
+            for scenario in selected {
+                var result = try await scenario.run(harness, options)
+                result.figures.insert(("scenario", .string(scenario.rawValue)), at: 0)
+                let crashed = harness.unexpectedExits.withLock { exits in
+                    defer { exits = [] }
+                    return exits
+                }
+                result.add(
+                    "workers_ended_by_themselves", .array(crashed.map { .string($0) }),
+                    row: "worker processes that ended by themselves", value: "\(crashed.count)", target: "0")
+                result.figures.append(("machine", machine()))
+                print(result.table())
+                let json = JSON.object(result.figures).serialized() + "\n"
+                let jsonPath = "\(outDir)/load-\(scenario.rawValue).json"
+                try json.write(toFile: jsonPath, atomically: true, encoding: .utf8)
+                let chartPath = "\(outDir)/load-\(scenario.rawValue).png"
+                try Data(try Chart.png(for: result)).write(to: URL(fileURLWithPath: chartPath))
+                print("report \(jsonPath), chart \(chartPath)")
+            }
+        } catch {
+            failure = error
+        }
+        await harness.shutdown()
+        if let failure { throw failure }
+    }
+
+    /// The machine the figures come from.
+    func machine() -> JSON {
+        let cpu = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.split(separator: "\n")
+            .first { $0.hasPrefix("model name") }.map {
+                String($0.split(separator: ":").last ?? "").trimmingCharacters(in: .whitespaces)
+            }
+        let load = (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").first
+        return .object([
+            ("cpus", .int(ProcessInfo.processInfo.activeProcessorCount)), ("cpu", .string(cpu ?? "unknown")),
+            ("load_average_1m", .string(load.map(String.init) ?? "unknown")),
+            ("date", .string(ISO8601DateFormatter().string(from: Date()))),
+        ])
+    }
+}
