@@ -21,6 +21,8 @@ struct ScenarioOptions: Sendable {
     var killEverySeconds: Double = 3
     /// Size of the outputs the simulated backend draws in io (default 8x8: tiny outputs).
     var outputSize = "8x8"
+    /// ratelimit: the fake provider's own limit in images per minute (default: the budget, 600).
+    var providerLimit: Int?
 }
 
 /// The scenarios by name, each a function of the harness and the options.
@@ -325,14 +327,16 @@ enum Scenarios {
 
     // MARK: ratelimit
 
-    /// Four workers sharing 600 images/min against the fake server limited to the same.
+    /// Four workers sharing 600 images/min against the fake server limited to the same (or, with
+    /// `--provider-limit`, to a different limit: a misconfigured budget).
     static func ratelimit(_ harness: Harness, _ options: ScenarioOptions) async throws -> ScenarioResult {
         let jobs = options.jobs ?? 700
         let perMinute = 600
+        let providerLimit = options.providerLimit ?? perMinute
         let latencyMS = options.latencyMS ?? 200
         var result = ScenarioResult(scenario: "ratelimit")
         let port = try await harness.startFakeBackend(arguments: [
-            "--latency-ms", "\(latencyMS)", "--images-per-minute", "\(perMinute)", "--max-side", "64",
+            "--latency-ms", "\(latencyMS)", "--images-per-minute", "\(providerLimit)", "--max-side", "64",
         ])
         let queue = try await harness.makeQueue("ratelimit", settings: settings { $0.imagesPerMinute = perMinute })
         defer { queue.close() }
@@ -345,10 +349,28 @@ enum Scenarios {
                 "--slots", "\(options.slots?.first ?? 16)", "--backend", "openai",
                 "--openai-base-url", "http://127.0.0.1:\(port)/v1", "--no-progress",
             ])
+        // The provider's counts after the first minute: how often it still says no once the budget has adapted.
+        let firstMinute = Task { () -> [String: Any]? in
+            try? await Task.sleep(for: .seconds(60))
+            return try? await harness.fakeBackendStats(port: port)
+        }
         let drain = try await Drain.run(
             harness, queue, total: jobs, label: "ratelimit", maxSeconds: options.maxSeconds ?? 150, watch: processes)
         await harness.stop(processes)
         let stats = try await harness.fakeBackendStats(port: port)
+        firstMinute.cancel()
+        if let atMinute = await firstMinute.value {
+            func count(_ stats: [String: Any], _ key: String) -> Int { stats[key] as? Int ?? 0 }
+            func refused(_ stats: [String: Any]) -> Int { (stats["by_status"] as? [String: Any])?["429"] as? Int ?? 0 }
+            let requests = count(stats, "requests") - count(atMinute, "requests")
+            let refusals = refused(stats) - refused(atMinute)
+            let share = requests > 0 ? Double(refusals) / Double(requests) * 100 : 0
+            result.add("requests_after_first_minute", .int(requests))
+            result.add(
+                "refused_after_first_minute_percent", .number(share),
+                row: "429s after the first minute (% of \(requests) calls)", value: format(share, 2))
+        }
+        result.add("provider_limit_per_minute", .int(providerLimit))
         let timelines = try await readTimelines(queue)
         let starts = timelines.values.flatMap { $0.starts.map(\.at) }.sorted()
         let successes = timelines.values.compactMap(\.succeeded.first).sorted()
