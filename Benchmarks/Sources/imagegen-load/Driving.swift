@@ -26,6 +26,24 @@ enum Producer {
         return Outcome(ids: ids, perSecond: specs.isEmpty ? 0 : Double(specs.count) / seconds)
     }
 
+    /// Batches of `size` jobs, each batch one pipelined write (`RedisJobQueue.enqueue(batch:)`), one
+    /// batch awaited at a time.
+    static func batched(_ queue: RedisJobQueue, _ specs: [JobSpec], size: Int, label: String) async throws -> Outcome {
+        guard !specs.isEmpty else { return Outcome(ids: [], perSecond: 0) }
+        let progress = Progress(label: label, total: specs.count)
+        var ids: [String] = []
+        ids.reserveCapacity(specs.count)
+        let start = ContinuousClock.now
+        for first in stride(from: 0, to: specs.count, by: size) {
+            let batch = specs[first..<min(specs.count, first + size)].map { RedisJobQueue.BatchItem($0) }
+            for result in try await queue.enqueue(batch: batch) { ids.append(try result.get().jobID) }
+            progress.update(done: ids.count)
+        }
+        let seconds = (ContinuousClock.now - start).inSeconds
+        progress.finish(done: ids.count)
+        return Outcome(ids: ids, perSecond: Double(specs.count) / seconds)
+    }
+
     /// `callers` tasks, each awaiting its calls one at a time; ids in the order of `specs`.
     static func concurrent(_ queue: RedisJobQueue, _ specs: [JobSpec], callers: Int, label: String) async throws
         -> Outcome

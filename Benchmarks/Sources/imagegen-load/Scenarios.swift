@@ -68,10 +68,13 @@ enum Scenarios {
         defer { queue.close() }
 
         // Enqueue first (measuring the producer), then let the workers drain the queue.
-        let awaitedCount = min(jobs / 2, 5_000)
+        let awaitedCount = min(jobs / 4, 5_000)
+        let concurrentEnd = awaitedCount + (jobs - awaitedCount) / 2
         let awaited = try await Producer.awaited(queue, (0..<awaitedCount).map { tinyJob($0) }, label: "enqueue")
         let concurrent = try await Producer.concurrent(
-            queue, (awaitedCount..<jobs).map { tinyJob($0) }, callers: 64, label: "enqueue")
+            queue, (awaitedCount..<concurrentEnd).map { tinyJob($0) }, callers: 64, label: "enqueue")
+        let batched = try await Producer.batched(
+            queue, (concurrentEnd..<jobs).map { tinyJob($0) }, size: 1_000, label: "enqueue batches")
         let pollCost = try await Drain.pollCost(harness, queue)
         let before = try await harness.snapshot()
         let processes = try await startAll(
@@ -113,6 +116,9 @@ enum Scenarios {
         result.add(
             "enqueue_concurrent_per_second", .number(concurrent.perSecond), row: "enqueue, 64 concurrent callers /s",
             value: format(concurrent.perSecond, 0))
+        result.add(
+            "enqueue_batched_per_second", .number(batched.perSecond), row: "enqueue, batches of 1,000 /s",
+            value: format(batched.perSecond, 0), target: "≥ 50,000")
         result.add(
             "worker_rss_max_mb", .number(drain.maxRSSMB), row: "worker RSS max MB", value: format(drain.maxRSSMB, 0))
         result.add("redis_calls_by_command", .object(cost.byCommand.map { ($0.0, .number($0.1)) }))
