@@ -356,9 +356,12 @@ enum Scenarios {
                 "--openai-base-url", "http://127.0.0.1:\(port)/v1", "--no-progress",
             ])
         // The provider's counts after the first minute: how often it still says no once the budget has adapted.
-        let firstMinute = Task { () -> [String: Any]? in
+        @Sendable func counts(_ stats: [String: Any]) -> (requests: Int, refused: Int) {
+            (stats["requests"] as? Int ?? 0, (stats["by_status"] as? [String: Any])?["429"] as? Int ?? 0)
+        }
+        let firstMinute = Task { () -> (requests: Int, refused: Int)? in
             try? await Task.sleep(for: .seconds(60))
-            return try? await harness.fakeBackendStats(port: port)
+            return (try? await harness.fakeBackendStats(port: port)).map(counts)
         }
         let drain = try await Drain.run(
             harness, queue, total: jobs, label: "ratelimit", maxSeconds: options.maxSeconds ?? 150, watch: processes)
@@ -366,10 +369,9 @@ enum Scenarios {
         let stats = try await harness.fakeBackendStats(port: port)
         firstMinute.cancel()
         if let atMinute = await firstMinute.value {
-            func count(_ stats: [String: Any], _ key: String) -> Int { stats[key] as? Int ?? 0 }
-            func refused(_ stats: [String: Any]) -> Int { (stats["by_status"] as? [String: Any])?["429"] as? Int ?? 0 }
-            let requests = count(stats, "requests") - count(atMinute, "requests")
-            let refusals = refused(stats) - refused(atMinute)
+            let end = counts(stats)
+            let requests = end.requests - atMinute.requests
+            let refusals = end.refused - atMinute.refused
             let share = requests > 0 ? Double(refusals) / Double(requests) * 100 : 0
             result.add("requests_after_first_minute", .int(requests))
             result.add(
