@@ -44,6 +44,8 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: "crash: seconds between SIGKILLs. Default 3.")
     var killEvery: Double = 3
 
+    @Option(help: "io: simulated, or openai (the OpenAI backend over HTTP to the fake server). Default simulated.")
+    var backend: String = "simulated"
     @Option(help: "ratelimit: the fake provider's own images per minute. Default: the budget, 600.")
     var providerLimit: Int?
     @Option(help: "io: size of the simulated outputs, WIDTHxHEIGHT. Default 8x8 (tiny).")
@@ -74,7 +76,7 @@ struct LoadCommand: AsyncParsableCommand {
         let options = ScenarioOptions(
             workers: workers, slots: slots.map { $0.split(separator: ",").compactMap { Int($0) } }, jobs: jobs,
             maxSeconds: maxSeconds, latencyMS: latencyMs, killEverySeconds: killEvery, outputSize: outputSize,
-            providerLimit: providerLimit)
+            providerLimit: providerLimit, backend: backend)
         let harness = Harness(
             options: .init(
                 redisURL: redisURL, redisPort: redisPort, imagegen: imagegen, runDirectory: "\(outDir)/logs",

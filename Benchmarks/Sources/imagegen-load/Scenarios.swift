@@ -23,6 +23,8 @@ struct ScenarioOptions: Sendable {
     var outputSize = "8x8"
     /// ratelimit: the fake provider's own limit in images per minute (default: the budget, 600).
     var providerLimit: Int?
+    /// io: `simulated` (default) or `openai` (the OpenAI backend over HTTP to the fake server).
+    var backend = "simulated"
 }
 
 /// The scenarios by name, each a function of the harness and the options.
@@ -208,6 +210,7 @@ enum Scenarios {
         let latencyMS = options.latencyMS ?? 200
         let maxSeconds = options.maxSeconds ?? 120
         var result = ScenarioResult(scenario: "io")
+        result.add("backend", .string(options.backend), row: "backend", value: options.backend)
         var runs: [JSON] = []
         for slots in options.slots ?? [100, 256] {
             let queue = try await harness.makeQueue("io", settings: settings())
@@ -215,12 +218,19 @@ enum Scenarios {
             let ids = try await Producer.concurrent(
                 queue, (0..<jobs).map { tinyJob($0, size: options.outputSize) }, callers: 64, label: "enqueue"
             ).ids
+            var backendArguments = ["--backend", "simulated", "--sim-latency-ms", "\(latencyMS)"]
+            if options.backend == "openai" {
+                let port = try await harness.startFakeBackend(arguments: [
+                    "--latency-ms", "\(latencyMS)", "--max-side", "64",
+                ])
+                backendArguments = [
+                    "--backend", "openai", "--openai-base-url", "http://127.0.0.1:\(port)/v1", "--user-in-flight-cap",
+                    "0",
+                ]
+            }
             let processes = try await startAll(
                 harness, options.workers ?? 1, queue,
-                [
-                    "--slots", "\(slots)", "--backend", "simulated", "--sim-latency-ms", "\(latencyMS)",
-                    "--no-progress",
-                ])
+                ["--slots", "\(slots)", "--no-progress"] + backendArguments)
             let pollCost = try await Drain.pollCost(harness, queue)
             let before = try await harness.snapshot()
             let cpuBefore = Harness.cpuSeconds(processes)
