@@ -16,16 +16,9 @@ public protocol QueueDriver: Sendable {
     func release(_ lease: Lease) async throws
     /// The job's current state, or `nil` when it no longer exists (finished and expired, deleted).
     func status(of jobID: String) async throws -> JobState?
-    /// Reports the tokens the provider billed for the job's call (a token budget corrects its
-    /// advance charge). A default implementation does nothing.
-    func recordUsage(_ lease: Lease, tokens: Int) async throws
 }
 
 extension QueueDriver {
-    /// Reports the tokens the provider billed for the job's call, so that a token budget can
-    /// correct what it charged in advance; default: nothing to correct.
-    public func recordUsage(_ lease: Lease, tokens: Int) async throws {}
-
     /// Ids of running jobs canceled by someone else; default: none (heartbeats still report them).
     public func canceledJobs() -> AsyncStream<String> {
         AsyncStream { $0.finish() }

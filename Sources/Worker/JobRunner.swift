@@ -177,10 +177,7 @@ struct JobRunner: Sendable {
         let backendStart = clock.now
         let response = try await backend.generate(request)
         let backendTime = clock.now - backendStart
-        if response.inputTokens != nil || response.outputTokens != nil {
-            // Best effort: a missed correction only leaves the advance charge in place.
-            try? await queue.recordUsage(lease, tokens: (response.inputTokens ?? 0) + (response.outputTokens ?? 0))
-        }
+        // The usage goes with the result: completing the job corrects a token budget (if any).
 
         // 3. Outputs, under job-scoped keys: a retry overwrites instead of adding.
         try await report(lease, "storing")

@@ -86,6 +86,31 @@ struct AdmissionTests {
         #expect(try #require(corrected.nextDueIn) > .seconds(28))
     }
 
+    @Test("tokens per minute: completing a job corrects the budget by the usage in its result")
+    func tokenBudgetCorrectedByComplete() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        settings.tokensPerMinute = 6000  // 10 ms per token
+        settings.tokensPerImage = 1000
+        settings.burst = 1
+        settings.windowMargin = .zero
+        settings.lease = .seconds(300)
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        for index in 0..<3 { _ = try await fixture.queue.enqueue(spec("u\(index)")) }
+        let job = try #require(try await fixture.queue.claim(workerID: "w", limit: 10).jobs.first)
+        let estimated = try #require(try await fixture.queue.claim(workerID: "w", limit: 10).nextDueIn)
+        #expect(estimated > .seconds(9) && estimated <= .seconds(10))
+        // 500 in, 2,500 out: 3,000 tokens, 2,000 more than charged, 20 s more to wait.
+        let result = JobResult(
+            outputs: [], usage: .init(images: 1, size: "64x64", model: "m", inputTokens: 500, outputTokens: 2500),
+            durations: .init(ingestMS: 0, backendMS: 0, storeMS: 0))
+        try await fixture.queue.complete(job.lease, result: result)
+        let corrected = try await fixture.queue.claim(workerID: "w", limit: 10)
+        #expect(corrected.jobs.isEmpty)
+        #expect(try #require(corrected.nextDueIn) > .seconds(28))
+    }
+
     @Test("without budgets, claims are not throttled")
     func noBudget() async throws {
         var settings = QueueSettings()

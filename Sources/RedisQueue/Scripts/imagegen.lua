@@ -44,7 +44,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 9
+local REVISION = 10
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -643,7 +643,20 @@ local function progress(keys, args)
   return 1
 end
 
--- complete: ARGV = job id, token, result JSON (output references, usage, durations)
+-- Corrects the token budget by what the provider billed for job `id` (`used` tokens) against the
+-- estimate charged at claim (its cost times tokens_per_image). Returns the difference.
+local function correct_tokens(P, c, now, id, used)
+  local cost = tonumber(redis.call('HGET', P .. ':job:' .. id, 'cost') or '1') or 1
+  local delta = math.floor(used - cost * c.tokens_per_image)
+  local factor = adaptive_factor(P, c, now, throttle_state(P))
+  local interval = gcra_interval(c.tokens_per_minute * factor, c.burst, c.window_margin_ms, c.tokens_per_image)
+  local tat = tonumber(redis.call('HGET', P .. ':gcra', 'tokens') or '0') or 0
+  redis.call('HSET', P .. ':gcra', 'tokens', string.format('%.3f', math.max(now, tat) + delta * interval))
+  return delta
+end
+
+-- complete: ARGV = job id, token, result JSON (output references, usage, durations);
+-- with a token budget, the usage in the result corrects it (no separate call)
 local function complete(keys, args)
   local P = keys[1]
   local c = config(P)
@@ -651,6 +664,14 @@ local function complete(keys, args)
   local job, err = fenced(P, id, args[2])
   if not job then return err end
   local now = now_ms()
+  if c.tokens_per_minute > 0 then
+    local ok, result = pcall(cjson.decode, args[3])
+    if ok and type(result) == 'table' and type(result.usage) == 'table'
+        and (result.usage.input_tokens ~= nil or result.usage.output_tokens ~= nil) then
+      local used = (tonumber(result.usage.input_tokens) or 0) + (tonumber(result.usage.output_tokens) or 0)
+      correct_tokens(P, c, now, id, math.max(0, used))
+    end
+  end
   redis.call('HSET', job.jk, 'state', 'succeeded', 'result', args[3], 'token', '', 'updated_ms', now, 'finished_ms', now)
   touch(P, c, job.jk)
   leave_active(P, c, id, job.user)
@@ -968,14 +989,7 @@ local function usage(keys, args)
   if c.tokens_per_minute <= 0 then return 0 end
   local used = tonumber(args[2] or '')
   if used == nil or used < 0 then return fail('invalid_usage', 'tokens: a number, at least 0') end
-  local cost = tonumber(redis.call('HGET', P .. ':job:' .. args[1], 'cost') or '1') or 1
-  local delta = math.floor(used - cost * c.tokens_per_image)
-  local now = now_ms()
-  local factor = adaptive_factor(P, c, now, throttle_state(P))
-  local interval = gcra_interval(c.tokens_per_minute * factor, c.burst, c.window_margin_ms, c.tokens_per_image)
-  local tat = tonumber(redis.call('HGET', P .. ':gcra', 'tokens') or '0') or 0
-  redis.call('HSET', P .. ':gcra', 'tokens', string.format('%.3f', math.max(now, tat) + delta * interval))
-  return delta
+  return correct_tokens(P, c, now_ms(), args[1], used)
 end
 
 -- backend_state: no ARGV. Reply: flat field, value list: pause_remaining_ms, breaker,
