@@ -429,69 +429,6 @@ static int ig_window_bits(size_t length) {
     return bits;
 }
 
-/* Compressed size of `length` bytes with a zlib level and strategy; SIZE_MAX on failure. */
-static size_t ig_deflated_size(const uint8_t *data, size_t length, int level, int strategy) {
-    z_stream stream;
-    memset(&stream, 0, sizeof(stream));
-    if (deflateInit2(&stream, level, Z_DEFLATED, ig_window_bits(length), 8, strategy) != Z_OK) {
-        return SIZE_MAX;
-    }
-    uLong bound = deflateBound(&stream, (uLong)length);
-    uint8_t *out = malloc(bound);
-    size_t size = SIZE_MAX;
-    if (out != NULL) {
-        stream.next_in = (Bytef *)data;
-        stream.avail_in = (uInt)length;
-        stream.next_out = out;
-        stream.avail_out = (uInt)bound;
-        if (deflate(&stream, Z_FINISH) == Z_STREAM_END) {
-            size = (size_t)stream.total_out;
-        }
-        free(out);
-    }
-    deflateEnd(&stream);
-    return size;
-}
-
-/*
- * Chooses run-length coding or full deflate for an image by compressing a sample of it both ways:
- * up to 8 bands of 4 rows spread over the image, Paeth-filtered as the encoder would. Photographs
- * and renders (noise, gradients) have almost no long repeats: run-length coding of Paeth residuals
- * is as small as deflate and several times faster. Screenshots, text and flat art repeat whole
- * runs of pixels, and deflate's matches make them much smaller.
- */
-static int ig_png_prefers_rle(const uint8_t *rgba, uint32_t width, uint32_t height, int channels) {
-    const uint32_t band_rows = 4;
-    uint32_t bands = height / band_rows >= 8 ? 8 : (height + band_rows - 1) / band_rows;
-    size_t row_bytes = (size_t)width * (size_t)channels;
-    size_t sample_bytes = (size_t)bands * band_rows * (row_bytes + 1u);
-    uint8_t *sample = malloc(sample_bytes);
-    if (sample == NULL) {
-        return 0;
-    }
-    size_t used = 0;
-    for (uint32_t band = 0; band < bands; band++) {
-        uint32_t first = (uint32_t)((uint64_t)height * band / bands);
-        for (uint32_t y = first; y < first + band_rows && y < height; y++) {
-            const uint8_t *row = rgba + (size_t)y * width * 4u;
-            const uint8_t *above = y > first ? row - (size_t)width * 4u : NULL;
-            sample[used++] = 4; /* the Paeth filter type byte */
-            for (uint32_t x = 0; x < width; x++) {
-                for (int c = 0; c < channels; c++) {
-                    int left = x > 0 ? row[(x - 1) * 4u + c] : 0;
-                    int up = above != NULL ? above[x * 4u + c] : 0;
-                    int diagonal = (above != NULL && x > 0) ? above[(x - 1) * 4u + c] : 0;
-                    sample[used++] = (uint8_t)(row[x * 4u + c] - ig_paeth(left, up, diagonal));
-                }
-            }
-        }
-    }
-    size_t rle = ig_deflated_size(sample, used, 1, Z_RLE);
-    size_t deflated = ig_deflated_size(sample, used, 1, Z_DEFAULT_STRATEGY);
-    free(sample);
-    return rle != SIZE_MAX && rle <= deflated;
-}
-
 /* ---- Filtering and compression of the image data ----------------------------------------------- */
 
 enum { IG_FILTER_NONE = 0, IG_FILTER_SUB = 1, IG_FILTER_UP = 2, IG_FILTER_AVERAGE = 3, IG_FILTER_PAETH = 4 };
@@ -661,6 +598,51 @@ static void *ig_deflate_band_run(void *argument) {
     deflateEnd(&stream);
     band->adler = adler32(adler32(0L, Z_NULL, 0), band->filtered, (uInt)band->filtered_length);
     return NULL;
+}
+
+/* Compressed size of already filtered rows at level 1 with a zlib strategy; SIZE_MAX on failure. */
+static size_t ig_compressed_size(uint8_t *filtered, size_t length, int strategy) {
+    ig_deflate_band band;
+    memset(&band, 0, sizeof(band));
+    band.level = 1;
+    band.strategy = strategy;
+    band.is_first = 1;
+    band.is_last = 1;
+    band.filtered = filtered;
+    band.filtered_length = length;
+    ig_deflate_band_run(&band);
+    free(band.out);
+    return band.ok ? band.out_length : SIZE_MAX;
+}
+
+/*
+ * Chooses run-length coding or full deflate for an image by compressing a sample of it both ways:
+ * up to 8 bands of 4 rows spread over the image, Paeth-filtered as the encoder would. Photographs
+ * and renders (noise, gradients) have almost no long repeats: run-length coding of Paeth residuals
+ * is as small as deflate and several times faster. Screenshots, text and flat art repeat whole
+ * runs of pixels, and deflate's matches make them much smaller.
+ */
+static int ig_png_prefers_rle(const uint8_t *rgba, uint32_t width, uint32_t height, int channels) {
+    const uint32_t band_rows = 4;
+    uint32_t bands = height / band_rows >= 8 ? 8 : (height + band_rows - 1) / band_rows;
+    size_t row_bytes = (size_t)width * (size_t)channels + 1u;
+    uint8_t *sample = malloc((size_t)bands * band_rows * row_bytes);
+    if (sample == NULL) {
+        return 0;
+    }
+    size_t used = 0;
+    for (uint32_t band = 0; band < bands; band++) {
+        uint32_t first = (uint32_t)((uint64_t)height * band / bands);
+        for (uint32_t y = first; y < first + band_rows && y < height; y++) {
+            const uint8_t *row = rgba + (size_t)y * width * 4u;
+            ig_filter_row(row, y > first ? row - (size_t)width * 4u : NULL, width, channels, 0, NULL, sample + used);
+            used += row_bytes;
+        }
+    }
+    size_t rle = ig_compressed_size(sample, used, Z_RLE);
+    size_t deflated = ig_compressed_size(sample, used, Z_DEFAULT_STRATEGY);
+    free(sample);
+    return rle != SIZE_MAX && rle <= deflated;
 }
 
 /* Filtered and compressed image data: the whole zlib stream for the IDAT chunks. */

@@ -199,7 +199,7 @@ public struct ImageIngestor: Sendable {
     }
 
     /// Rows read from `decoder` in batches and fed to the resampler; every row is read, so damage at
-    /// the end of the file is still found. Large images are decoded on a second thread, a few batches
+    /// the end of the file is still found. The rows are decoded on a second thread, a few batches
     /// ahead of the resampler.
     private static func resizeWhileDecoding(
         _ decoder: RowDecoder, to target: (width: Int, height: Int), opaque: Bool, cmykProfile: [UInt8]?
@@ -218,40 +218,13 @@ public struct ImageIngestor: Sendable {
             }
         }
 
-        if width * height >= prefetchThreshold {
-            let prefetcher = RowPrefetcher(decoder: decoder, convert: convert)
-            prefetcher.start()
-            defer { prefetcher.stop() }
-            let image = try Resampler.scale(
-                inWidth: width, inHeight: height, outWidth: target.width, outHeight: target.height, opaque: opaque
-            ) { row throws(IngestError) in try prefetcher.row(row) }
-            try prefetcher.finish()
-            return image
-        }
-
-        let batchRows = 16
-        let batch = UnsafeMutableRawPointer.allocate(byteCount: batchRows * rowBytes, alignment: 16)
-        defer { batch.deallocate() }
-        var batchStart = 0
-        var batchCount = 0
-        func readBatch(at row: Int) throws(IngestError) {
-            batchStart = row
-            batchCount = min(batchRows, height - row)
-            try decoder.read(into: batch, rows: batchCount)
-            try convert?(batch, batchCount)
-        }
+        let prefetcher = RowPrefetcher(decoder: decoder, convert: convert)
+        prefetcher.start()
+        defer { prefetcher.stop() }
         let image = try Resampler.scale(
             inWidth: width, inHeight: height, outWidth: target.width, outHeight: target.height, opaque: opaque
-        ) { row throws(IngestError) in
-            if row >= batchStart + batchCount { try readBatch(at: row) }
-            return UnsafeRawPointer(batch + (row - batchStart) * rowBytes)
-        }
-        while decoder.rowsRead < height {
-            try readBatch(at: decoder.rowsRead)
-        }
+        ) { row throws(IngestError) in try prefetcher.row(row) }
+        try prefetcher.finish()
         return image
     }
-
-    /// Images with at least this many decoded pixels are decoded on a second thread while resizing.
-    static let prefetchThreshold = 1 << 20
 }

@@ -98,13 +98,9 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         -> EnqueueResult
     {
         try spec.validate()
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let json = try encoder.encode(spec)
-        return try await enqueue(json: Array(json), idempotencyKey: idempotencyKey, delay: delay)
+        return try await enqueue(json: Self.json(spec), idempotencyKey: idempotencyKey, delay: delay)
     }
 
-    /// Enqueues raw job JSON exactly as another language would.
     /// One job of ``enqueue(batch:)``.
     public struct BatchItem: Sendable {
         public var spec: JobSpec
@@ -127,8 +123,6 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     public func enqueue(batch items: [BatchItem]) async throws -> [Result<EnqueueResult, QueueError>] {
         guard !items.isEmpty else { return [] }
         if !libraryChecked.load(ordering: .relaxed) { try await loadFunctions() }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         var results = [Result<EnqueueResult, QueueError>?](repeating: nil, count: items.count)
         var argumentLists: [[RedisArgument]] = []
         var positions: [Int] = []
@@ -136,11 +130,9 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         for (index, item) in items.enumerated() {
             do {
                 try item.spec.validate()
-                let json = try encoder.encode(item.spec)
-                argumentLists.append([
-                    RedisArgument(bytes: Array(json)), RedisArgument(item.idempotencyKey ?? ""),
-                    RedisArgument(Int(item.delay?.milliseconds ?? 0)),
-                ])
+                argumentLists.append(
+                    Self.enqueueArguments(
+                        try Self.json(item.spec), idempotencyKey: item.idempotencyKey, delay: item.delay))
                 positions.append(index)
             } catch let error as QueueError {
                 results[index] = .failure(error)
@@ -155,28 +147,37 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         for (reply, index) in zip(replies, positions) {
             if case .error(let message) = reply {
                 results[index] = .failure(Self.queueError(RedisError(.server, message)))
-            } else if let items = reply.array, items.count == 2, let id = items[0].string, let created = items[1].int {
-                results[index] = .success(EnqueueResult(jobID: id, created: created == 1))
             } else {
-                results[index] = .failure(QueueError(.protocolError, "unexpected enqueue reply"))
+                results[index] = Result { () throws(QueueError) in try Self.enqueueResult(reply) }
             }
         }
         return results.map { $0 ?? .failure(QueueError(.protocolError, "no reply")) }
     }
 
+    /// Enqueues raw job JSON exactly as another language would.
     public func enqueue(json: [UInt8], idempotencyKey: String? = nil, delay: Duration? = nil) async throws
         -> EnqueueResult
     {
-        let reply = try await call(
-            "enqueue",
-            [
-                RedisArgument(bytes: json), RedisArgument(idempotencyKey ?? ""),
-                RedisArgument(Int(delay?.milliseconds ?? 0)),
-            ])
+        let reply = try await call("enqueue", Self.enqueueArguments(json, idempotencyKey: idempotencyKey, delay: delay))
+        return try Self.enqueueResult(reply)
+    }
+
+    static func enqueueArguments(_ json: [UInt8], idempotencyKey: String?, delay: Duration?) -> [RedisArgument] {
+        [RedisArgument(bytes: json), RedisArgument(idempotencyKey ?? ""), RedisArgument(Int(delay?.milliseconds ?? 0))]
+    }
+
+    static func enqueueResult(_ reply: RESPValue) throws(QueueError) -> EnqueueResult {
         guard let items = reply.array, items.count == 2, let id = items[0].string, let created = items[1].int else {
             throw QueueError(.protocolError, "unexpected enqueue reply")
         }
         return EnqueueResult(jobID: id, created: created == 1)
+    }
+
+    /// The canonical JSON of a spec or result: sorted keys, slashes unescaped.
+    static func json(_ value: some Encodable) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return Array(try encoder.encode(value))
     }
 
     /// Cancels a job: a queued or delayed job is removed; a running job is fenced out and its
@@ -386,11 +387,9 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     }
 
     public func complete(_ lease: Lease, result: JobResult) async throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let json = try encoder.encode(result)
         _ = try await call(
-            "complete", [RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(bytes: Array(json))])
+            "complete",
+            [RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(bytes: try Self.json(result))])
     }
 
     /// Reports a failed attempt. A failure with a ``BackendSignal`` records it for every worker

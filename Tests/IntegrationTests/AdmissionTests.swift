@@ -64,21 +64,28 @@ struct AdmissionTests {
         #expect(try #require(refused.nextDueIn) > .seconds(55))
     }
 
-    @Test("tokens per minute: a job is charged an estimate, and the provider's usage corrects it")
-    func tokenBudget() async throws {
+    /// A queue with a budget of 6,000 tokens a minute (10 ms per token) and 1,000 tokens charged per
+    /// image, three jobs queued and one claimed: the next claim must wait about 10 s.
+    static func tokenBudgetWithOneJobClaimed() async throws -> (QueueFixture, ClaimedJob) {
         var settings = QueueSettings()
         settings.userInFlightCap = 0
-        settings.tokensPerMinute = 6000  // 10 ms per token
+        settings.tokensPerMinute = 6000
         settings.tokensPerImage = 1000
         settings.burst = 1
         settings.windowMargin = .zero
         settings.lease = .seconds(300)  // so that the hint is the budget's, not a lease's end
         let fixture = try await QueueFixture(settings: settings)
-        defer { fixture.close() }
         for index in 0..<3 { _ = try await fixture.queue.enqueue(spec("u\(index)")) }
         let job = try #require(try await fixture.queue.claim(workerID: "w", limit: 10).jobs.first)
         let estimated = try #require(try await fixture.queue.claim(workerID: "w", limit: 10).nextDueIn)
         #expect(estimated > .seconds(9) && estimated <= .seconds(10))  // 1,000 tokens charged
+        return (fixture, job)
+    }
+
+    @Test("tokens per minute: a job is charged an estimate, and the provider's usage corrects it")
+    func tokenBudget() async throws {
+        let (fixture, job) = try await Self.tokenBudgetWithOneJobClaimed()
+        defer { fixture.close() }
         // The call used 3,000 tokens: 2,000 more are charged, 20 s more to wait.
         try await fixture.queue.recordUsage(job.lease, tokens: 3000)
         let corrected = try await fixture.queue.claim(workerID: "w", limit: 10)
@@ -88,19 +95,8 @@ struct AdmissionTests {
 
     @Test("tokens per minute: completing a job corrects the budget by the usage in its result")
     func tokenBudgetCorrectedByComplete() async throws {
-        var settings = QueueSettings()
-        settings.userInFlightCap = 0
-        settings.tokensPerMinute = 6000  // 10 ms per token
-        settings.tokensPerImage = 1000
-        settings.burst = 1
-        settings.windowMargin = .zero
-        settings.lease = .seconds(300)
-        let fixture = try await QueueFixture(settings: settings)
+        let (fixture, job) = try await Self.tokenBudgetWithOneJobClaimed()
         defer { fixture.close() }
-        for index in 0..<3 { _ = try await fixture.queue.enqueue(spec("u\(index)")) }
-        let job = try #require(try await fixture.queue.claim(workerID: "w", limit: 10).jobs.first)
-        let estimated = try #require(try await fixture.queue.claim(workerID: "w", limit: 10).nextDueIn)
-        #expect(estimated > .seconds(9) && estimated <= .seconds(10))
         // 500 in, 2,500 out: 3,000 tokens, 2,000 more than charged, 20 s more to wait.
         let result = JobResult(
             outputs: [], usage: .init(images: 1, size: "64x64", model: "m", inputTokens: 500, outputTokens: 2500),
