@@ -58,6 +58,10 @@ struct LoadCommand: AsyncParsableCommand {
     var workerLogLevel: String = "warning"
 
     func validate() throws {
+        guard ["simulated", "openai"].contains(backend) else {
+            throw ValidationError("--backend: simulated or openai, not '\(backend)'")
+        }
+        if let providerLimit, providerLimit <= 0 { throw ValidationError("--provider-limit must be positive") }
         for name in scenarios where name != "all" && Scenario(rawValue: name) == nil {
             throw ValidationError(
                 "unknown scenario '\(name)': \(Scenario.allCases.map(\.rawValue).joined(separator: ", "))")
