@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh [seconds]        # default 60
 #
 # Builds .build-fuzz/ingest_fuzzer from Fuzz/ingest_fuzzer.c, seeds .build-fuzz/corpus from
-# ../shared/corpus/pngsuite/*.png and ../shared/corpus/jpeg/*.jpg (or $IMAGEGEN_CORPUS_DIR, searched
+# Tests/Corpus/pngsuite/*.png and Tests/Corpus/jpeg/*.jpg (or $IMAGEGEN_CORPUS_DIR, searched
 # recursively for *.png / *.jpg / *.jpeg), and runs for the given time. Crash, leak and timeout
 # inputs are written to .build-fuzz/artifacts/. Reproduce one with:
 #   .build-fuzz/ingest_fuzzer .build-fuzz/artifacts/crash-<hash>
@@ -77,7 +77,7 @@ if [ -n "${IMAGEGEN_CORPUS_DIR:-}" ]; then
         cp -n "$f" "$work/corpus/" && seeded=$((seeded + 1))
     done < <(find "$IMAGEGEN_CORPUS_DIR" -type f \( -iname '*.png' -o -iname '*.jpg' -o -iname '*.jpeg' \) -print0)
 else
-    for f in ../shared/corpus/pngsuite/*.png ../shared/corpus/jpeg/*.jpg; do
+    for f in Tests/Corpus/pngsuite/*.png Tests/Corpus/jpeg/*.jpg; do
         [ -f "$f" ] || continue
         cp -n "$f" "$work/corpus/" && seeded=$((seeded + 1))
     done

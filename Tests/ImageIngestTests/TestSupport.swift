@@ -1,8 +1,8 @@
 import Foundation
 import ImageIngest
 
-/// Test data shared with the rest of the project, in `../shared/corpus` next to the package root,
-/// or where `IMAGEGEN_CORPUS_DIR` points.
+/// The public test corpora (PngSuite, libjpeg-turbo's test images) in `Tests/Corpus`, or where
+/// `IMAGEGEN_CORPUS_DIR` points.
 enum Corpus {
     /// The package root: the nearest ancestor of this file that holds a `Package.swift`.
     static let packageRoot: URL = {
@@ -20,7 +20,7 @@ enum Corpus {
         if let directory = ProcessInfo.processInfo.environment["IMAGEGEN_CORPUS_DIR"] {
             return URL(fileURLWithPath: directory)
         }
-        return packageRoot.deletingLastPathComponent().appendingPathComponent("shared/corpus")
+        return packageRoot.appendingPathComponent("Tests/Corpus")
     }()
     static let pngSuite = root.appendingPathComponent("pngsuite")
     static let jpeg = root.appendingPathComponent("jpeg")

@@ -170,7 +170,7 @@ struct ProcessTests {
 
     @Test("imagegen ingest: a verdict per file, codes for refusals, exit 1 when any is refused")
     func ingestCommand() async throws {
-        let corpus = packageRoot.deletingLastPathComponent().appendingPathComponent("shared/corpus/jpeg")
+        let corpus = packageRoot.appendingPathComponent("Tests/Corpus/jpeg")
         let photo = packageRoot.appendingPathComponent("samples/photo.png").path
         let process = Process()
         process.executableURL = packageRoot.appendingPathComponent(".build/debug/imagegen")
