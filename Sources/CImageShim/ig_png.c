@@ -571,7 +571,11 @@ static void *ig_deflate_band_run(void *argument) {
     memset(&stream, 0, sizeof(stream));
     /* With several bands the header's window must cover the dictionaries of the later ones. */
     int bits = band->is_first && band->is_last ? ig_window_bits(band->filtered_length) : 15;
-    if (deflateInit2(&stream, band->level, Z_DEFLATED, band->is_first ? bits : -bits, 8, band->strategy) != Z_OK) {
+    /* The hash table to match the window: a small image then costs a few kilobytes of state, not
+     * the 256 KB that zlib allocates and clears for its defaults. */
+    int mem_level = bits - 7 < 1 ? 1 : (bits - 7 > 8 ? 8 : bits - 7);
+    if (deflateInit2(&stream, band->level, Z_DEFLATED, band->is_first ? bits : -bits, mem_level, band->strategy) !=
+        Z_OK) {
         return NULL;
     }
     if (band->dictionary_length > 0 &&

@@ -22,6 +22,8 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     let webhookBlocking = Mutex<RedisConnection?>(nil)
     private let libraryChecked = Atomic<Bool>(false)
     private let logger: Logger
+    /// Completions waiting for the next `complete_many` call (see ``complete(_:result:)``).
+    private let completions: GroupCommit<[RedisArgument], RESPValue>
 
     /// The `imagegen_v1` function library, as shipped.
     public static let functionLibrary: RedisFunctionLibrary = {
@@ -52,6 +54,14 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         self.keys = QueueKeys(queue: name)
         self.library = RedisJobQueue.functionLibrary
         self.logger = logger
+        self.completions = GroupCommit(maxBatch: 256) { [library, keys, pool] batch in
+            let reply = try await RedisJobQueue.mapErrors {
+                try await library.call(
+                    "imagegen_v1_complete_many", keys: [RedisArgument(keys.prefix)], arguments: batch.flatMap { $0 },
+                    on: pool)
+            }
+            return reply.array ?? Array(repeating: reply, count: batch.count)
+        }
     }
 
     /// Closes the blocking connection (the pool belongs to the caller).
@@ -114,9 +124,10 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         }
     }
 
-    /// Enqueues many jobs in one pipelined write: the fast path for bulk producers. Each job is
-    /// enqueued atomically on its own, exactly as ``enqueue(_:idempotencyKey:delay:)`` would; the
-    /// results come back in order, a refused job as its `QueueError` without affecting the others.
+    /// Enqueues many jobs in one call of `imagegen_v1_enqueue_many` per 1,000 jobs: the fast path for
+    /// bulk producers. Each job is enqueued atomically on its own, exactly as
+    /// ``enqueue(_:idempotencyKey:delay:)`` would; the results come back in order, a refused job as
+    /// its `QueueError` without affecting the others.
     ///
     /// - Throws: only when Redis cannot be reached (then any subset of the jobs may have been
     ///   enqueued: retry with idempotency keys).
@@ -124,35 +135,41 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         guard !items.isEmpty else { return [] }
         if !libraryChecked.load(ordering: .relaxed) { try await loadFunctions() }
         var results = [Result<EnqueueResult, QueueError>?](repeating: nil, count: items.count)
-        var argumentLists: [[RedisArgument]] = []
-        var positions: [Int] = []
-        argumentLists.reserveCapacity(items.count)
+        var arguments: [[RedisArgument]] = [[]]
+        var positions: [[Int]] = [[]]
         for (index, item) in items.enumerated() {
             do {
                 try item.spec.validate()
-                argumentLists.append(
-                    Self.enqueueArguments(
-                        try Self.json(item.spec), idempotencyKey: item.idempotencyKey, delay: item.delay))
-                positions.append(index)
+                if positions[positions.count - 1].count == Self.maxJobsPerCall {
+                    arguments.append([])
+                    positions.append([])
+                }
+                arguments[arguments.count - 1] += Self.enqueueArguments(
+                    try Self.json(item.spec), idempotencyKey: item.idempotencyKey, delay: item.delay)
+                positions[positions.count - 1].append(index)
             } catch let error as QueueError {
                 results[index] = .failure(error)
             } catch {
                 results[index] = .failure(QueueError(.invalidJob, "\(error)"))
             }
         }
+        let calls = zip(arguments, positions).filter { !$0.1.isEmpty }
         let replies = try await mapErrors {
             try await library.callBatch(
-                "imagegen_v1_enqueue", keys: [RedisArgument(keys.prefix)], argumentLists: argumentLists, on: pool)
+                "imagegen_v1_enqueue_many", keys: [RedisArgument(keys.prefix)], argumentLists: calls.map(\.0),
+                on: pool)
         }
-        for (reply, index) in zip(replies, positions) {
-            if case .error(let message) = reply {
-                results[index] = .failure(Self.queueError(RedisError(.server, message)))
-            } else {
-                results[index] = Result { () throws(QueueError) in try Self.enqueueResult(reply) }
+        for (reply, (_, indices)) in zip(replies, calls) {
+            let perJob = reply.array ?? Array(repeating: reply, count: indices.count)
+            for (one, index) in zip(perJob, indices) {
+                results[index] = Result { () throws(QueueError) in try Self.enqueueResult(one) }
             }
         }
         return results.map { $0 ?? .failure(QueueError(.protocolError, "no reply")) }
     }
+
+    /// The most jobs one `enqueue_many` or `complete_many` call carries.
+    static let maxJobsPerCall = 1000
 
     /// Enqueues raw job JSON exactly as another language would.
     public func enqueue(json: [UInt8], idempotencyKey: String? = nil, delay: Duration? = nil) async throws
@@ -167,6 +184,7 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     }
 
     static func enqueueResult(_ reply: RESPValue) throws(QueueError) -> EnqueueResult {
+        if case .error(let message) = reply { throw Self.queueError(RedisError(.server, message)) }
         guard let items = reply.array, items.count == 2, let id = items[0].string, let created = items[1].int else {
             throw QueueError(.protocolError, "unexpected enqueue reply")
         }
@@ -386,10 +404,12 @@ public final class RedisJobQueue: QueueDriver, Sendable {
             [RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(stage), RedisArgument(detail)])
     }
 
+    /// Records the result. Completions from many jobs at once share one `complete_many` call: one
+    /// goes at once, and those that arrive while it is on the wire go together in the next.
     public func complete(_ lease: Lease, result: JobResult) async throws {
-        _ = try await call(
-            "complete",
-            [RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(bytes: try Self.json(result))])
+        let reply = try await completions.submit(
+            [RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(bytes: result.canonicalJSON())])
+        if case .error(let message) = reply { throw Self.queueError(RedisError(.server, message)) }
     }
 
     /// Reports a failed attempt. A failure with a ``BackendSignal`` records it for every worker
@@ -536,6 +556,10 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     }
 
     func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
+        try await Self.mapErrors(body)
+    }
+
+    static func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {
             return try await body()
         } catch let error as RedisError {

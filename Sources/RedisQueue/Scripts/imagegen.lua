@@ -44,7 +44,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 10
+local REVISION = 11
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -102,7 +102,23 @@ local function fail(code, message)
   return redis.error_reply('IMAGEGEN ' .. code .. ' ' .. message)
 end
 
+-- State that lives for one function call. Functions never run concurrently, and every registered
+-- function goes through `entry`, which resets it and then writes what was deferred:
+--   TOUCHED  keys to give the retention TTL, once per call however often they were written;
+--   SCHED    the P:sched hash (turn counters, round-robin weights), read once, written once;
+--   PARKED   whether any tier has parked users (one EXISTS per call).
+--   IN_RING  users put in a ring during this call (enqueue_many meets the same users again).
+local TOUCHED, SCHED, PARKED, IN_RING = {}, {}, {}, {}
+
+-- Settings by queue prefix, with the config revision they were read at. `configure` and
+-- `webhook_default` raise the revision (field `rev` of P:config), so one HGET per call tells
+-- whether the cached table still holds; settings change only through those two functions.
+local CONFIGS, CONFIG_COUNT = {}, 0
+
 local function config(P)
+  local rev = redis.call('HGET', P .. ':config', 'rev') or ''
+  local cached = CONFIGS[P]
+  if cached and cached.rev == rev then return cached.c end
   local c = {}
   for k, v in pairs(DEFAULTS) do c[k] = v end
   local raw = redis.call('HGETALL', P .. ':config')
@@ -111,46 +127,129 @@ local function config(P)
     if v ~= nil and DEFAULTS[raw[i]] ~= nil then c[raw[i]] = v end
   end
   if c.events_max_age_ms > c.retention_ms then c.events_max_age_ms = c.retention_ms end
+  c.default_url = redis.call('GET', P .. ':wh:default_url') or false
+  if CONFIG_COUNT >= 256 then CONFIGS, CONFIG_COUNT = {}, 0 end
+  if not cached then CONFIG_COUNT = CONFIG_COUNT + 1 end
+  CONFIGS[P] = { rev = rev, c = c }
   return c
 end
 
+-- Marks a key for the retention TTL (set once, when the call ends).
+local function touch(P, c, key)
+  TOUCHED[key] = c.retention_ms
+end
+
+-- The P:sched hash, loaded on first use in a call.
+local function sched(P)
+  local s = SCHED[P]
+  if s then return s end
+  s = { values = {}, dirty = {} }
+  local raw = redis.call('HGETALL', P .. ':sched')
+  for i = 1, #raw, 2 do s.values[raw[i]] = tonumber(raw[i + 1]) or 0 end
+  SCHED[P] = s
+  return s
+end
+
+local function sched_get(P, field)
+  return sched(P).values[field] or 0
+end
+
+local function sched_set(P, field, value)
+  local s = sched(P)
+  s.values[field] = value
+  s.dirty[field] = true
+end
+
+-- The next turn of a tier's round robin.
+local function next_turn(P, tier)
+  local turn = sched_get(P, 'turn:' .. tier) + 1
+  sched_set(P, 'turn:' .. tier, turn)
+  return turn
+end
+
+-- Whether any tier of the queue may have parked users (false skips every parked lookup).
+local function any_parked(P)
+  local any = PARKED[P]
+  if any == nil then
+    any = redis.call('EXISTS', P .. ':t:pro:parked', P .. ':t:standard:parked', P .. ':t:free:parked') > 0
+    PARKED[P] = any
+  end
+  return any
+end
+
+-- A number as Redis would store it: integers without an exponent or a fraction.
+local function number_string(v)
+  if v == math.floor(v) and v > -1e15 and v < 1e15 then return string.format('%d', v) end
+  return string.format('%.17g', v)
+end
+
+-- Wraps a function: fresh per-call state, then the deferred writes.
+local function entry(fn)
+  return function(keys, args)
+    TOUCHED, SCHED, PARKED, IN_RING = {}, {}, {}, {}
+    local reply = fn(keys, args)
+    for P, s in pairs(SCHED) do
+      local out = {}
+      for field in pairs(s.dirty) do
+        out[#out + 1] = field
+        out[#out + 1] = number_string(s.values[field])
+      end
+      if #out > 0 then redis.call('HSET', P .. ':sched', unpack(out)) end
+    end
+    for key, ms in pairs(TOUCHED) do redis.call('PEXPIRE', key, ms) end
+    TOUCHED, SCHED, PARKED, IN_RING = {}, {}, {}, {}
+    return reply
+  end
+end
+
+-- Event fields that stay the same through a call: the time and the stream's trim point.
+local EMIT_NOW, EMIT_C, EMIT_AT, EMIT_MINID = nil, nil, '', ''
+
 -- Appends an event and publishes the nudge. `extra` is a flat list of field, value.
 local function emit(P, c, now, kind, id, user, tier, extra)
-  local args = { P .. ':events', 'MINID', '~', tostring(now - c.events_max_age_ms), '*',
-    'type', kind, 'job', id, 'user', user or '', 'tier', tier or '', 'at', tostring(now) }
+  if now ~= EMIT_NOW or c ~= EMIT_C then
+    EMIT_NOW, EMIT_C = now, c
+    EMIT_AT, EMIT_MINID = string.format('%d', now), string.format('%d', now - c.events_max_age_ms)
+  end
+  local events = P .. ':events'
+  local args = { events, 'MINID', '~', EMIT_MINID, '*',
+    'type', kind, 'job', id, 'user', user or '', 'tier', tier or '', 'at', EMIT_AT }
   if extra then
     for i = 1, #extra do args[#args + 1] = tostring(extra[i]) end
   end
   local eid = redis.call('XADD', unpack(args))
-  redis.call('PEXPIRE', P .. ':events', c.retention_ms)
+  touch(P, c, events)
   redis.call('PUBLISH', P .. ':nudge', kind .. ' ' .. id)
   return eid
 end
 
 local function wake(P, c, count)
-  for _ = 1, count do redis.call('RPUSH', P .. ':wake', '1') end
+  if count <= 0 then return end
+  local tokens = {}
+  for i = 1, math.min(count, c.wake_max) do tokens[i] = '1' end
+  redis.call('RPUSH', P .. ':wake', unpack(tokens))
   redis.call('LTRIM', P .. ':wake', -c.wake_max, -1)
-end
-
-local function touch(P, c, key)
-  redis.call('PEXPIRE', key, c.retention_ms)
 end
 
 -- Records the webhook delivery of a job that just reached terminal state `kind`, in the same
 -- step as the state and its event `eid`: to the job's `webhook_url`, else the deployment's
 -- default URL, unless there is neither or the endpoint was disabled (410). The payload fields are
 -- references only: no prompt. `code` is the error code or dead reason, `result` the result JSON.
-local function record_webhook(P, c, now, id, kind, eid, user, code, result)
-  local spec_json = redis.call('HGET', P .. ':job:' .. id, 'spec') or ''
-  local default_url = redis.call('GET', P .. ':wh:default_url')
-  if not string.find(spec_json, 'webhook_url', 1, true) and not default_url then return end
+-- `hook` is the job's `hook` field ('1': the spec names a URL, '0': it does not), read here when nil;
+-- jobs enqueued before the field existed have none and are looked at in full.
+local function record_webhook(P, c, now, id, kind, eid, user, code, result, hook)
+  local jk = P .. ':job:' .. id
+  if hook == nil then hook = redis.call('HGET', jk, 'hook') end
+  if hook == '0' and not c.default_url then return end
+  local spec_json = redis.call('HGET', jk, 'spec') or ''
+  if not string.find(spec_json, 'webhook_url', 1, true) and not c.default_url then return end
   local url, metadata = nil, '{}'
   local ok, spec = pcall(cjson.decode, spec_json)
   if ok and type(spec) == 'table' then
     if type(spec.webhook_url) == 'string' and spec.webhook_url ~= '' then url = spec.webhook_url end
     if type(spec.metadata) == 'table' and next(spec.metadata) ~= nil then metadata = cjson.encode(spec.metadata) end
   end
-  url = url or default_url
+  url = url or c.default_url
   if not url or url == '' then return end
   if redis.call('HEXISTS', P .. ':wh:disabled', url) == 1 then return end
   local wk = P .. ':wh:' .. id
@@ -172,16 +271,19 @@ local function push_ready(P, c, id, user, tier)
   redis.call('ZADD', jobs, 0, user .. '\t' .. id)
   touch(P, c, jobs)
   local ring = P .. ':t:' .. tier .. ':ring'
-  local parked = P .. ':t:' .. tier .. ':parked'
-  if not redis.call('ZSCORE', parked, user) then
-    local turn = redis.call('HINCRBY', P .. ':sched', 'turn:' .. tier, 1)
-    redis.call('ZADD', ring, 'NX', turn, user)
+  if IN_RING[ring .. '\t' .. user] then return end
+  if not any_parked(P) or not redis.call('ZSCORE', P .. ':t:' .. tier .. ':parked', user) then
+    redis.call('ZADD', ring, 'NX', next_turn(P, tier), user)
     touch(P, c, ring)
+    IN_RING[ring .. '\t' .. user] = true
   end
 end
 
 -- Moves a user's parked entries back to the rings (after one of its jobs stopped running).
+-- Returns true when it moved any.
 local function unpark(P, c, user)
+  if not any_parked(P) then return false end
+  local moved = false
   for _, tier in ipairs(TIERS) do
     local parked = P .. ':t:' .. tier .. ':parked'
     local turn = redis.call('ZSCORE', parked, user)
@@ -190,16 +292,19 @@ local function unpark(P, c, user)
       local ring = P .. ':t:' .. tier .. ':ring'
       redis.call('ZADD', ring, 'NX', turn, user)
       touch(P, c, ring)
+      moved = true
     end
   end
+  return moved
 end
 
--- Ends a job's time as active: lease, in-flight count, parking.
+-- Ends a job's time as active: lease, in-flight count, parking. Returns true when a parked user
+-- went back to a ring (a job became claimable).
 local function leave_active(P, c, id, user)
   redis.call('ZREM', P .. ':active', id)
   local left = redis.call('HINCRBY', P .. ':inflight', user, -1)
   if left <= 0 then redis.call('HDEL', P .. ':inflight', user) end
-  unpark(P, c, user)
+  return unpark(P, c, user)
 end
 
 local function bury(P, c, now, id, user, tier, reason, message)
@@ -296,46 +401,82 @@ local function validate(spec)
   return nil
 end
 
--- enqueue: ARGV = job JSON, idempotency key ('' for none), delay ms ('' or 0 for none)
--- Reply: { job id, 1 if created / 0 if the idempotency key already named a job }
-local function enqueue(keys, args)
-  local P = keys[1]
-  local c = config(P)
-  local json, idem, delay = args[1], args[2] or '', tonumber(args[3] or '0') or 0
+-- Enqueues one job for enqueue and enqueue_many. `next_id` gives the next job id.
+-- Returns the reply ({ id, 1 | 0 } or an error reply) and whether the job was queued now.
+local function enqueue_one(P, c, now, json, idem, delay, next_id)
   if #json > c.max_payload_bytes then
-    return fail('payload_too_large', 'the job is ' .. #json .. ' bytes; the limit is ' .. c.max_payload_bytes)
+    return fail('payload_too_large', 'the job is ' .. #json .. ' bytes; the limit is ' .. c.max_payload_bytes), false
   end
-  if #idem > 256 then return fail('invalid_job', 'idempotency key: at most 256 bytes') end
+  if #idem > 256 then return fail('invalid_job', 'idempotency key: at most 256 bytes'), false end
   if idem ~= '' then
     local existing = redis.call('GET', P .. ':idem:' .. idem)
-    if existing then return { existing, 0 } end
+    if existing then return { existing, 0 }, false end
   end
   local ok, spec = pcall(cjson.decode, json)
-  if not ok then return fail('invalid_job', 'the job is not valid JSON') end
+  if not ok then return fail('invalid_job', 'the job is not valid JSON'), false end
   local problem = validate(spec)
-  if problem then return fail('invalid_job', problem) end
-  local now = now_ms()
-  local id = string.format('%012d', redis.call('INCR', P .. ':seq'))
+  if problem then return fail('invalid_job', problem), false end
+  local id = next_id()
   local jk = P .. ':job:' .. id
   local state = delay > 0 and 'delayed' or 'queued'
+  local hook = (type(spec.webhook_url) == 'string' and spec.webhook_url ~= '') and '1' or '0'
+  local at = string.format('%d', now)
   redis.call('HSET', jk, 'id', id, 'spec', json, 'user', spec.user, 'tier', spec.tier, 'kind', spec.kind,
-    'state', state, 'attempts', 0, 'recoveries', 0, 'max_attempts', c.max_attempts, 'cost', spec.n or 1,
-    'created_ms', now, 'updated_ms', now, 'idem', idem)
+    'state', state, 'attempts', '0', 'recoveries', '0', 'max_attempts', c.max_attempts, 'cost', spec.n or 1,
+    'created_ms', at, 'updated_ms', at, 'idem', idem, 'hook', hook)
   touch(P, c, jk)
   if idem ~= '' then redis.call('SET', P .. ':idem:' .. idem, id, 'PX', c.retention_ms) end
   local history = P .. ':u:' .. spec.user .. ':jobs'
-  redis.call('ZADD', history, now, id)
+  redis.call('ZADD', history, at, id)
   touch(P, c, history)
   if delay > 0 then
     redis.call('ZADD', P .. ':delayed', now + delay, id)
     touch(P, c, P .. ':delayed')
     emit(P, c, now, 'queued', id, spec.user, spec.tier, { 'reason', 'delayed', 'due_ms', now + delay })
-  else
-    push_ready(P, c, id, spec.user, spec.tier)
-    emit(P, c, now, 'queued', id, spec.user, spec.tier, { 'reason', 'enqueued' })
-    wake(P, c, 1)
+    return { id, 1 }, false
   end
-  return { id, 1 }
+  push_ready(P, c, id, spec.user, spec.tier)
+  emit(P, c, now, 'queued', id, spec.user, spec.tier, { 'reason', 'enqueued' })
+  return { id, 1 }, true
+end
+
+-- enqueue: ARGV = job JSON, idempotency key ('' for none), delay ms ('' or 0 for none)
+-- Reply: { job id, 1 if created / 0 if the idempotency key already named a job }
+local function enqueue(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local now = now_ms()
+  local reply, queued = enqueue_one(P, c, now, args[1], args[2] or '', tonumber(args[3] or '0') or 0, function()
+    return string.format('%012d', redis.call('INCR', P .. ':seq'))
+  end)
+  if queued then wake(P, c, 1) end
+  return reply
+end
+
+-- enqueue_many: ARGV = job JSON, idempotency key, delay ms; repeated for every job (at most 1000).
+-- Each job is enqueued exactly as enqueue would; one refused job does not affect the others.
+-- Reply: per job, in order, enqueue's reply: { job id, 1 | 0 } or the IMAGEGEN error.
+local function enqueue_many(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local count = math.floor(#args / 3)
+  if count > 1000 then return fail('invalid_job', 'at most 1000 jobs per call') end
+  local now = now_ms()
+  local last = count > 0 and redis.call('INCRBY', P .. ':seq', count) or 0
+  local next_seq = last - count + 1
+  local next_id = function()
+    local id = string.format('%012d', next_seq)
+    next_seq = next_seq + 1
+    return id
+  end
+  local reply, queued = {}, 0
+  for i = 1, count * 3, 3 do
+    local one, now_queued = enqueue_one(P, c, now, args[i], args[i + 1] or '', tonumber(args[i + 2] or '0') or 0, next_id)
+    reply[#reply + 1] = one
+    if now_queued then queued = queued + 1 end
+  end
+  wake(P, c, queued)
+  return reply
 end
 
 -- Picks the tier to serve next by smooth weighted round robin among `eligible` tiers.
@@ -345,7 +486,7 @@ local function pick_tier(P, c, eligible)
   for _, tier in ipairs(TIERS) do
     if eligible[tier] then
       local w = c['weight_' .. tier]
-      local cw = tonumber(redis.call('HGET', P .. ':sched', 'cw:' .. tier) or '0') + w
+      local cw = sched_get(P, 'cw:' .. tier) + w
       cws[tier] = cw
       total = total + w
       if best_cw == nil or cw > best_cw then best, best_cw = tier, cw end
@@ -354,7 +495,7 @@ local function pick_tier(P, c, eligible)
   if best == nil then return nil end
   for tier, cw in pairs(cws) do
     if tier == best then cw = cw - total end
-    redis.call('HSET', P .. ':sched', 'cw:' .. tier, cw)
+    sched_set(P, 'cw:' .. tier, cw)
   end
   return best
 end
@@ -471,8 +612,9 @@ end
 -- Takes the next job of `tier`, fairly across its users, if the backend budgets admit it.
 -- Users over their own request budget keep their place and are passed over; `skip[tier]` counts
 -- them (they stay at the head of the ring for the rest of this claim).
--- Returns the job id and user; or nil, 'budget', ms when a backend budget said not yet; or nil,
--- 'empty', ms or nil when the tier has nothing to give (ms: when a passed-over user may start).
+-- Returns the job id, user and fields (state, cost, attempts, recoveries, spec); or nil, 'budget',
+-- ms when a backend budget said not yet; or nil, 'empty', ms or nil when the tier has nothing to
+-- give (ms: when a passed-over user may start).
 local function take_from_tier(P, c, now, tier, factor, skip)
   local ring = P .. ':t:' .. tier .. ':ring'
   local parked = P .. ':t:' .. tier .. ':parked'
@@ -482,23 +624,30 @@ local function take_from_tier(P, c, now, tier, factor, skip)
     local head = redis.call('ZRANGE', ring, skip[tier], skip[tier], 'WITHSCORES')
     if #head == 0 then return nil, 'empty', user_wait end
     local user, turn = head[1], head[2]
-    local first = redis.call('ZRANGEBYLEX', jobs, '[' .. user .. '\t', '(' .. user .. '\t\255', 'LIMIT', 0, 1)
-    if #first == 0 then
+    -- The user's first two jobs: the one to take, and whether any stays behind it.
+    local firsts = redis.call('ZRANGEBYLEX', jobs, '[' .. user .. '\t', '(' .. user .. '\t\255', 'LIMIT', 0, 2)
+    local at_cap = false
+    if #firsts > 0 and c.user_inflight_cap > 0 then
+      at_cap = tonumber(redis.call('HGET', P .. ':inflight', user) or '0') >= c.user_inflight_cap
+    end
+    if #firsts == 0 then
       redis.call('ZREM', ring, user)
+      IN_RING[ring .. '\t' .. user] = nil
+    elseif at_cap then
+      redis.call('ZREM', ring, user)
+      IN_RING[ring .. '\t' .. user] = nil
+      redis.call('ZADD', parked, turn, user)
+      PARKED[P] = true
+      touch(P, c, parked)
     else
-      local running = tonumber(redis.call('HGET', P .. ':inflight', user) or '0')
       local user_ok, user_tat = user_admit(P, c, now, user)
-      if c.user_inflight_cap > 0 and running >= c.user_inflight_cap then
-        redis.call('ZREM', ring, user)
-        redis.call('ZADD', parked, turn, user)
-        touch(P, c, parked)
-      elseif not user_ok then
+      if not user_ok then
         skip[tier] = skip[tier] + 1
         if user_wait == nil or user_tat < user_wait then user_wait = user_tat end
       else
-        local member = first[1]
+        local member = firsts[1]
         local id = string.sub(member, #user + 2)
-        local job = redis.call('HMGET', P .. ':job:' .. id, 'state', 'cost')
+        local job = redis.call('HMGET', P .. ':job:' .. id, 'state', 'cost', 'attempts', 'recoveries', 'spec')
         if job[1] == 'queued' then
           local admitted, wait = admit(P, c, now, tonumber(job[2] or '1') or 1, factor)
           if not admitted then return nil, 'budget', wait end
@@ -506,12 +655,13 @@ local function take_from_tier(P, c, now, tier, factor, skip)
         end
         redis.call('ZREM', jobs, member)
         -- The user goes to the back of the ring, or leaves it when it has nothing more queued.
-        if redis.call('ZLEXCOUNT', jobs, '[' .. user .. '\t', '(' .. user .. '\t\255') > 0 then
-          redis.call('ZADD', ring, redis.call('HINCRBY', P .. ':sched', 'turn:' .. tier, 1), user)
+        if #firsts > 1 then
+          redis.call('ZADD', ring, next_turn(P, tier), user)
         else
           redis.call('ZREM', ring, user)
+          IN_RING[ring .. '\t' .. user] = nil
         end
-        if job[1] == 'queued' then return id, user end
+        if job[1] == 'queued' then return id, user, job end
         -- An expired or otherwise settled job: skip it.
       end
     end
@@ -519,7 +669,7 @@ local function take_from_tier(P, c, now, tier, factor, skip)
   return nil, 'empty', user_wait
 end
 
--- claim: ARGV = worker id, how many jobs at most
+-- claim: ARGV = worker id, how many jobs at most (up to 1000)
 -- Reply: { wait hint ms, then for each job: id, token, attempt, recoveries, spec JSON }
 --   The wait hint says when a delayed job or a lease falls due, when the backend budgets or a
 --   user's budget admit the next job, or when a pause or the quota breaker ends (-1: nothing
@@ -528,7 +678,7 @@ end
 local function claim(keys, args)
   local P = keys[1]
   local c = config(P)
-  local worker, want = args[1], tonumber(args[2]) or 1
+  local worker, want = args[1], math.min(1000, tonumber(args[2]) or 1)
   local now = now_ms()
   redis.call('ZADD', P .. ':workers', now, worker)
   touch(P, c, P .. ':workers')
@@ -544,43 +694,57 @@ local function claim(keys, args)
   if probe then want = math.min(want, 1) end
   local reply = { -1 }
   local eligible = {}
-  for _, tier in ipairs(TIERS) do
-    eligible[tier] = redis.call('ZCARD', P .. ':t:' .. tier .. ':ring') > 0
+  if want > 0 then
+    for _, tier in ipairs(TIERS) do
+      eligible[tier] = redis.call('ZCARD', P .. ':t:' .. tier .. ':ring') > 0
+    end
   end
   local claimed = 0
   local admission_wait = gate_wait
   local skip = { pro = 0, standard = 0, free = 0 }
+  local now_s = string.format('%d', now)
+  local lease_s = string.format('%d', now + c.lease_ms)
+  local active = {}
+  local token_next, token_last = 1, 0
   while claimed < want do
     local tier = pick_tier(P, c, eligible)
     if tier == nil then break end
-    local id, user, wait = take_from_tier(P, c, now, tier, factor, skip)
+    local id, user, job = take_from_tier(P, c, now, tier, factor, skip)
     if id == nil and user == 'budget' then
       -- A backend budget is spent: nothing more this call, whatever the tier.
-      admission_wait = wait
+      admission_wait = job
       break
     elseif id == nil then
       eligible[tier] = false
-      if wait ~= nil and (admission_wait == nil or wait < admission_wait) then admission_wait = wait end
+      if job ~= nil and (admission_wait == nil or job < admission_wait) then admission_wait = job end
     else
       if probe then redis.call('HSET', P .. ':throttle', 'probe', id) end
-      local jk = P .. ':job:' .. id
-      local token = redis.call('INCR', P .. ':fence')
-      local lease = now + c.lease_ms
-      redis.call('HSET', jk, 'state', 'active', 'token', token, 'worker', worker, 'lease_until', lease,
-        'started_ms', now, 'updated_ms', now, 'stage', '')
-      redis.call('ZADD', P .. ':active', lease, id)
-      touch(P, c, P .. ':active')
+      if token_next > token_last then
+        -- Fencing tokens for the rest of this claim, reserved at once.
+        token_last = redis.call('INCRBY', P .. ':fence', want - claimed)
+        token_next = token_last - (want - claimed) + 1
+      end
+      local token = string.format('%d', token_next)
+      token_next = token_next + 1
+      local attempt = (tonumber(job[3]) or 0) + 1
+      redis.call('HSET', P .. ':job:' .. id, 'state', 'active', 'token', token, 'worker', worker,
+        'lease_until', lease_s, 'started_ms', now_s, 'updated_ms', now_s, 'stage', '')
+      active[#active + 1] = lease_s
+      active[#active + 1] = id
       redis.call('HINCRBY', P .. ':inflight', user, 1)
       touch(P, c, P .. ':inflight')
-      local job = redis.call('HMGET', jk, 'attempts', 'recoveries', 'spec')
-      emit(P, c, now, 'started', id, user, tier, { 'worker', worker, 'attempt', tonumber(job[1]) + 1 })
+      emit(P, c, now, 'started', id, user, tier, { 'worker', worker, 'attempt', attempt })
       reply[#reply + 1] = id
       reply[#reply + 1] = token
-      reply[#reply + 1] = tonumber(job[1]) + 1
-      reply[#reply + 1] = tonumber(job[2])
-      reply[#reply + 1] = job[3]
+      reply[#reply + 1] = attempt
+      reply[#reply + 1] = tonumber(job[4]) or 0
+      reply[#reply + 1] = job[5]
       claimed = claimed + 1
     end
+  end
+  if #active > 0 then
+    redis.call('ZADD', P .. ':active', unpack(active))
+    touch(P, c, P .. ':active')
   end
   if claimed < want then
     -- Nothing more is claimable now: wake-up tokens left so far are stale. Any later change that
@@ -602,11 +766,11 @@ end
 -- Loads a job for a state change by its lease holder. Returns the fields or an error reply.
 local function fenced(P, id, token)
   local jk = P .. ':job:' .. id
-  local job = redis.call('HMGET', jk, 'state', 'token', 'user', 'tier')
+  local job = redis.call('HMGET', jk, 'state', 'token', 'user', 'tier', 'hook')
   if job[1] ~= 'active' or job[2] ~= token then
     return nil, fail('fenced', 'job ' .. id .. ' is not held by this lease (state ' .. tostring(job[1] or 'missing') .. ')')
   end
-  return { jk = jk, user = job[3], tier = job[4] }
+  return { jk = jk, user = job[3], tier = job[4], hook = job[5] }
 end
 
 -- heartbeat: ARGV = worker id, then job id, token pairs
@@ -655,30 +819,55 @@ local function correct_tokens(P, c, now, id, used)
   return delta
 end
 
+-- Completes one job for complete and complete_many. Returns the reply (1 or the error reply) and
+-- whether the job's end made another job claimable (a parked user went back to its ring).
+local function complete_one(P, c, now, id, token, result)
+  local job, err = fenced(P, id, token)
+  if not job then return err, false end
+  if c.tokens_per_minute > 0 then
+    local ok, decoded = pcall(cjson.decode, result)
+    if ok and type(decoded) == 'table' and type(decoded.usage) == 'table'
+        and (decoded.usage.input_tokens ~= nil or decoded.usage.output_tokens ~= nil) then
+      local used = (tonumber(decoded.usage.input_tokens) or 0) + (tonumber(decoded.usage.output_tokens) or 0)
+      correct_tokens(P, c, now, id, math.max(0, used))
+    end
+  end
+  local at = string.format('%d', now)
+  redis.call('HSET', job.jk, 'state', 'succeeded', 'result', result, 'token', '', 'updated_ms', at, 'finished_ms', at)
+  touch(P, c, job.jk)
+  local unparked = leave_active(P, c, id, job.user)
+  local eid = emit(P, c, now, 'succeeded', id, job.user, job.tier, { 'result', result })
+  record_webhook(P, c, now, id, 'succeeded', eid, job.user, '', result, job.hook or false)
+  return 1, unparked
+end
+
 -- complete: ARGV = job id, token, result JSON (output references, usage, durations);
 -- with a token budget, the usage in the result corrects it (no separate call)
 local function complete(keys, args)
   local P = keys[1]
   local c = config(P)
-  local id = args[1]
-  local job, err = fenced(P, id, args[2])
-  if not job then return err end
+  local reply, unparked = complete_one(P, c, now_ms(), args[1], args[2], args[3])
+  -- A freed slot matters to waiting workers only through a user's or the queue's in-flight cap.
+  if unparked or c.global_inflight_cap > 0 then wake(P, c, 1) end
+  return reply
+end
+
+-- complete_many: ARGV = job id, token, result JSON; repeated for every job (at most 1000).
+-- Each job is completed exactly as complete would. Reply: per job, in order, 1 or the IMAGEGEN error.
+local function complete_many(keys, args)
+  local P = keys[1]
+  local c = config(P)
+  local count = math.floor(#args / 3)
+  if count > 1000 then return fail('invalid_job', 'at most 1000 jobs per call') end
   local now = now_ms()
-  if c.tokens_per_minute > 0 then
-    local ok, result = pcall(cjson.decode, args[3])
-    if ok and type(result) == 'table' and type(result.usage) == 'table'
-        and (result.usage.input_tokens ~= nil or result.usage.output_tokens ~= nil) then
-      local used = (tonumber(result.usage.input_tokens) or 0) + (tonumber(result.usage.output_tokens) or 0)
-      correct_tokens(P, c, now, id, math.max(0, used))
-    end
+  local reply, wakes = {}, 0
+  for i = 1, count * 3, 3 do
+    local one, unparked = complete_one(P, c, now, args[i], args[i + 1], args[i + 2])
+    reply[#reply + 1] = one
+    if unparked or c.global_inflight_cap > 0 then wakes = wakes + 1 end
   end
-  redis.call('HSET', job.jk, 'state', 'succeeded', 'result', args[3], 'token', '', 'updated_ms', now, 'finished_ms', now)
-  touch(P, c, job.jk)
-  leave_active(P, c, id, job.user)
-  local eid = emit(P, c, now, 'succeeded', id, job.user, job.tier, { 'result', args[3] })
-  record_webhook(P, c, now, id, 'succeeded', eid, job.user, '', args[3])
-  wake(P, c, 1)
-  return 1
+  wake(P, c, wakes)
+  return reply
 end
 
 -- fail: ARGV = job id, token, error code, message, mode ('retry' | 'terminal'),
@@ -718,7 +907,7 @@ local function fail_job(keys, args)
     extra[#extra + 1] = args[8]
   end
   local eid = emit(P, c, now, 'failed', id, job.user, job.tier, extra)
-  record_webhook(P, c, now, id, 'failed', eid, job.user, code, '')
+  record_webhook(P, c, now, id, 'failed', eid, job.user, code, '', job.hook or false)
   return 'failed'
 end
 
@@ -971,7 +1160,7 @@ local function throttle(keys, args)
   if not redis.call('ZSCORE', P .. ':t:' .. tier .. ':parked', job.user) then
     local ring = P .. ':t:' .. tier .. ':ring'
     local head = redis.call('ZRANGE', ring, 0, 0, 'WITHSCORES')
-    local turn = #head > 0 and tonumber(head[2]) - 1 or redis.call('HINCRBY', P .. ':sched', 'turn:' .. tier, 1)
+    local turn = #head > 0 and tonumber(head[2]) - 1 or next_turn(P, tier)
     redis.call('ZADD', ring, 'LT', turn, job.user)
     touch(P, c, ring)
   end
@@ -1103,6 +1292,8 @@ local function webhook_default(keys, args)
   else
     redis.call('SET', P .. ':wh:default_url', args[1])
   end
+  -- Cached with the settings: a new revision makes every call read it again.
+  redis.call('HINCRBY', P .. ':config', 'rev', 1)
   return 1
 end
 
@@ -1114,11 +1305,12 @@ local function configure(keys, args)
     if tonumber(args[i + 1]) == nil then return fail('invalid_config', args[i] .. ' must be a number') end
     redis.call('HSET', P .. ':config', args[i], args[i + 1])
   end
+  redis.call('HINCRBY', P .. ':config', 'rev', 1)
   local c = config(P)
   local out = {}
-  for k, v in pairs(c) do
+  for k in pairs(DEFAULTS) do
     out[#out + 1] = k
-    out[#out + 1] = tostring(v)
+    out[#out + 1] = tostring(c[k])
   end
   return out
 end
@@ -1161,23 +1353,25 @@ end
 
 redis.register_function{ function_name = 'imagegen_v1_revision', callback = function() return REVISION end,
   flags = { 'no-writes' } }
-redis.register_function('imagegen_v1_enqueue', enqueue)
-redis.register_function('imagegen_v1_claim', claim)
-redis.register_function('imagegen_v1_heartbeat', heartbeat)
-redis.register_function('imagegen_v1_progress', progress)
-redis.register_function('imagegen_v1_complete', complete)
-redis.register_function('imagegen_v1_fail', fail_job)
-redis.register_function('imagegen_v1_release', release)
-redis.register_function('imagegen_v1_cancel', cancel)
-redis.register_function('imagegen_v1_dlq_requeue', dlq_requeue)
-redis.register_function('imagegen_v1_dlq_delete', dlq_delete)
-redis.register_function('imagegen_v1_configure', configure)
-redis.register_function('imagegen_v1_purge_user', purge_user)
-redis.register_function('imagegen_v1_delete_job', delete_job)
-redis.register_function('imagegen_v1_stats', stats)
-redis.register_function('imagegen_v1_throttle', throttle)
-redis.register_function('imagegen_v1_backend_state', backend_state)
-redis.register_function('imagegen_v1_usage', usage)
-redis.register_function('imagegen_v1_webhook_claim', webhook_claim)
-redis.register_function('imagegen_v1_webhook_report', webhook_report)
-redis.register_function('imagegen_v1_webhook_default', webhook_default)
+redis.register_function('imagegen_v1_enqueue', entry(enqueue))
+redis.register_function('imagegen_v1_enqueue_many', entry(enqueue_many))
+redis.register_function('imagegen_v1_claim', entry(claim))
+redis.register_function('imagegen_v1_heartbeat', entry(heartbeat))
+redis.register_function('imagegen_v1_progress', entry(progress))
+redis.register_function('imagegen_v1_complete', entry(complete))
+redis.register_function('imagegen_v1_complete_many', entry(complete_many))
+redis.register_function('imagegen_v1_fail', entry(fail_job))
+redis.register_function('imagegen_v1_release', entry(release))
+redis.register_function('imagegen_v1_cancel', entry(cancel))
+redis.register_function('imagegen_v1_dlq_requeue', entry(dlq_requeue))
+redis.register_function('imagegen_v1_dlq_delete', entry(dlq_delete))
+redis.register_function('imagegen_v1_configure', entry(configure))
+redis.register_function('imagegen_v1_purge_user', entry(purge_user))
+redis.register_function('imagegen_v1_delete_job', entry(delete_job))
+redis.register_function('imagegen_v1_stats', entry(stats))
+redis.register_function('imagegen_v1_throttle', entry(throttle))
+redis.register_function('imagegen_v1_backend_state', entry(backend_state))
+redis.register_function('imagegen_v1_usage', entry(usage))
+redis.register_function('imagegen_v1_webhook_claim', entry(webhook_claim))
+redis.register_function('imagegen_v1_webhook_report', entry(webhook_report))
+redis.register_function('imagegen_v1_webhook_default', entry(webhook_default))

@@ -1,0 +1,76 @@
+import Synchronization
+
+/// Group commit: calls that arrive while one batch is on the wire go together in the next one.
+///
+/// A lone call goes at once (no timer, no added latency); under load every round trip carries
+/// everything that queued up during the previous one, up to `maxBatch` items. `send` gets the items
+/// of one batch and returns one reply per item, in order; when it throws, every call of that batch
+/// gets the error.
+final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
+    typealias Send = @Sendable ([Item]) async throws -> [Reply]
+
+    private struct Waiter: Sendable {
+        var item: Item
+        var continuation: CheckedContinuation<Reply, any Error>
+    }
+
+    private struct State: Sendable {
+        /// Whether a sender task is running (it keeps sending until nobody waits).
+        var sending = false
+        var waiting: [Waiter] = []
+    }
+
+    private let state = Mutex(State())
+    private let maxBatch: Int
+    private let send: Send
+
+    init(maxBatch: Int, send: @escaping Send) {
+        precondition(maxBatch > 0, "a batch holds at least one item")
+        self.maxBatch = maxBatch
+        self.send = send
+    }
+
+    /// Sends `item` with the next batch and returns its reply.
+    func submit(_ item: Item) async throws -> Reply {
+        try await withCheckedThrowingContinuation { continuation in
+            let startSender = state.withLock { state in
+                state.waiting.append(Waiter(item: item, continuation: continuation))
+                if state.sending { return false }
+                state.sending = true
+                return true
+            }
+            if startSender {
+                Task { await self.sendUntilNobodyWaits() }
+            }
+        }
+    }
+
+    private func sendUntilNobodyWaits() async {
+        while true {
+            let batch = state.withLock { state in
+                let count = min(state.waiting.count, maxBatch)
+                let batch = Array(state.waiting.prefix(count))
+                state.waiting.removeFirst(count)
+                if batch.isEmpty { state.sending = false }
+                return batch
+            }
+            if batch.isEmpty { return }
+            do {
+                let replies = try await send(batch.map(\.item))
+                guard replies.count == batch.count else {
+                    throw GroupCommitError(expected: batch.count, received: replies.count)
+                }
+                for (waiter, reply) in zip(batch, replies) { waiter.continuation.resume(returning: reply) }
+            } catch {
+                for waiter in batch { waiter.continuation.resume(throwing: error) }
+            }
+        }
+    }
+}
+
+/// A batch's replies did not match its items one to one.
+struct GroupCommitError: Error, CustomStringConvertible {
+    var expected: Int
+    var received: Int
+    var description: String { "expected \(expected) replies in the batch, received \(received)" }
+}
