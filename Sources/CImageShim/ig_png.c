@@ -431,6 +431,9 @@ static int ig_window_bits(size_t length) {
 
 /* ---- Filtering and compression of the image data ----------------------------------------------- */
 
+/* Row data (filter bytes included) up to this size is stored uncompressed. */
+enum { IG_PNG_STORED_MAX_BYTES = 512 };
+
 enum { IG_FILTER_NONE = 0, IG_FILTER_SUB = 1, IG_FILTER_UP = 2, IG_FILTER_AVERAGE = 3, IG_FILTER_PAETH = 4 };
 
 /*
@@ -786,6 +789,11 @@ int ig_png_encode_rgba(
         return ig_fail(IG_ERR_INVALID_ARGUMENT, errbuf, errlen, "zlib level %d is not in 0...9", level);
     }
     int channels = has_alpha ? 4 : 3;
+    /* Tiny images are stored: building deflate's Huffman tables costs about 10 us whatever the
+     * input, to save at most a few hundred bytes on row data this small (an 8x8 RGBA image). */
+    if ((uint64_t)height * (1u + (uint64_t)width * (uint64_t)channels) <= IG_PNG_STORED_MAX_BYTES) {
+        level = 0;
+    }
     int rle = 0;
     if (level > 0) {
         if (strategy == IG_PNG_STRATEGY_RLE) {

@@ -135,7 +135,8 @@ public struct PNGEncoding: Sendable, Hashable {
     }
 
     /// The zlib level, 0–9 (values outside are clamped): 0 stores the rows uncompressed, 9 compresses
-    /// hardest. Default 6.
+    /// hardest. Default 6. Images of at most 512 bytes of row data (an 8×8 RGBA image) are always
+    /// stored: deflate's table setup costs about 10 µs whatever the size, to save a few hundred bytes.
     public var level: Int
     /// Default ``Strategy/automatic``.
     public var strategy: Strategy

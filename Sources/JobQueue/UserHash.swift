@@ -12,9 +12,13 @@ public struct UserHasher: Sendable {
 
     public func hash(_ user: String) -> String {
         let digest = SHA256.hash(data: salt + Array(user.utf8))
-        return digest.prefix(8).map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        let hex = Array("0123456789abcdef".utf8)
+        return String(unsafeUninitializedCapacity: 16) { buffer in
+            for (index, byte) in digest.prefix(8).enumerated() {
+                buffer[2 * index] = hex[Int(byte >> 4)]
+                buffer[2 * index + 1] = hex[Int(byte & 0x0F)]
+            }
+            return 16
+        }
     }
 }

@@ -10,12 +10,12 @@ public enum StopReason: String, Sendable, Equatable {
     case shutdown
 }
 
-/// A one-shot signal that stops one running job: fired once with a reason, awaited by the job.
+/// A one-shot stop signal for one running job, fired from outside (cancel listener, lease
+/// renewer, shutdown). The first reason wins; later fires do nothing.
 final class CancelSignal: Sendable {
     private struct State {
         var reason: StopReason?
-        var waiters: [UInt64: CheckedContinuation<StopReason?, Never>] = [:]
-        var nextWaiter: UInt64 = 0
+        var handlers: [@Sendable (StopReason) -> Void] = []
     }
 
     private let state = Mutex(State())
@@ -23,53 +23,41 @@ final class CancelSignal: Sendable {
     /// The reason it fired with, if it has.
     var reason: StopReason? { state.withLock { $0.reason } }
 
-    /// Fires the signal; later calls keep the first reason.
     func fire(_ reason: StopReason) {
-        let waiters = state.withLock { state -> [CheckedContinuation<StopReason?, Never>] in
+        let handlers = state.withLock { state -> [@Sendable (StopReason) -> Void] in
             guard state.reason == nil else { return [] }
             state.reason = reason
-            defer { state.waiters.removeAll() }
-            return Array(state.waiters.values)
+            defer { state.handlers.removeAll() }
+            return state.handlers
         }
-        for waiter in waiters { waiter.resume(returning: reason) }
+        for handler in handlers { handler(reason) }
     }
 
-    /// Waits until the signal fires; returns `nil` when the waiting task is canceled first.
-    func wait() async -> StopReason? {
-        let id = state.withLock { state -> UInt64 in
-            state.nextWaiter += 1
-            return state.nextWaiter
+    /// Calls `handler` when the signal fires: at once if it has fired already, else once, on the
+    /// thread that fires it (keep it short).
+    func onFire(_ handler: @escaping @Sendable (StopReason) -> Void) {
+        let fired = state.withLock { state -> StopReason? in
+            if let reason = state.reason { return reason }
+            state.handlers.append(handler)
+            return nil
         }
-        return await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
-                let immediate: StopReason?? = state.withLock { state in
-                    if let reason = state.reason { return .some(reason) }
-                    if Task.isCancelled { return .some(nil) }
-                    state.waiters[id] = continuation
-                    return .none
-                }
-                if let immediate { continuation.resume(returning: immediate) }
-            }
-        } onCancel: {
-            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.resume(returning: nil)
-        }
+        if let fired { handler(fired) }
     }
 }
 
-/// Runs `body` until it finishes or `signal` fires; when the signal fires first, `body` is
-/// canceled and `CancellationError` is thrown (read the reason from the signal).
+/// Runs `body` in a task of its own, cancelled when `signal` fires or the caller is cancelled, and
+/// returns its result. Once the signal has fired it throws `CancellationError`, even when the body
+/// finished anyway: a stopped job's outcome is decided by the stop reason.
 func runUntilSignaled<T: Sendable>(
     _ signal: CancelSignal, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { try await body() }
-        group.addTask {
-            _ = await signal.wait()
-            throw CancellationError()
-        }
-        defer { group.cancelAll() }
-        guard let first = try await group.next(), let value = first else { throw CancellationError() }
-        return value
+    let task = Task { try await body() }
+    signal.onFire { _ in task.cancel() }
+    let value = try await withTaskCancellationHandler {
+        try await task.value
+    } onCancel: {
+        task.cancel()
     }
+    if signal.reason != nil { throw CancellationError() }
+    return value
 }

@@ -24,7 +24,8 @@ struct JobRunner: Sendable {
     func run(_ job: ClaimedJob, signal: CancelSignal) async {
         var logger = self.logger
         logger[metadataKey: "job.id"] = "\(job.lease.jobID)"
-        logger[metadataKey: "user.hash"] = "\(hasher.hash(job.spec.user))"
+        let userHash = hasher.hash(job.spec.user)
+        logger[metadataKey: "user.hash"] = "\(userHash)"
         logger[metadataKey: "job.attempt"] = "\(job.lease.attempt)"
         let started = ContinuousClock.now
         logger.debug(
@@ -32,7 +33,9 @@ struct JobRunner: Sendable {
         let result: JobResult
         do {
             let jobLogger = logger
-            result = try await runUntilSignaled(signal) { try await process(job, logger: jobLogger) }
+            result = try await runUntilSignaled(signal) {
+                try await process(job, userHash: userHash, logger: jobLogger)
+            }
         } catch {
             await settle(job, error: error, signal: signal, logger: logger)
             return
@@ -144,7 +147,7 @@ struct JobRunner: Sendable {
         }
     }
 
-    private func process(_ job: ClaimedJob, logger: Logger) async throws -> JobResult {
+    private func process(_ job: ClaimedJob, userHash: String, logger: Logger) async throws -> JobResult {
         let spec = job.spec
         let lease = job.lease
         let clock = ContinuousClock()
@@ -173,7 +176,7 @@ struct JobRunner: Sendable {
             jobID: lease.jobID, kind: spec.kind == .edit ? .edit : .generate, prompt: spec.prompt,
             model: spec.model ?? configuration.defaultModel, width: width, height: height, count: spec.n ?? 1,
             quality: spec.quality ?? "auto", outputFormat: spec.outputFormat ?? "png", inputs: inputs, mask: mask,
-            userHash: hasher.hash(spec.user))
+            userHash: userHash)
         let backendStart = clock.now
         let response = try await backend.generate(request)
         let backendTime = clock.now - backendStart

@@ -345,7 +345,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = connection.bootstrapLogging()
-        let (pool, queue, redisBlobs) = try connection.connect(logger: logger, poolSize: 2)
+        let (pool, queue, redisBlobs) = try connection.connect(logger: logger, poolSize: 1)
         defer {
             queue.close()
             pool.close()

@@ -106,6 +106,16 @@ struct PNGCodecTests {
         #expect(compressed.count * 10 < stored.count)
     }
 
+    @Test func tinyImagesAreStoredAndLargerOnesCompressed() throws {
+        let tiny = Self.repeatedPattern(width: 8, height: 8)
+        let tinyStored = try PNGCodec.encode(tiny, keepAlpha: true, options: PNGEncoding(level: 0))
+        #expect(try PNGCodec.encode(tiny, keepAlpha: true, options: PNGEncoding(level: 9)) == tinyStored)
+        #expect(try PNGCodec.decode(tinyStored).pixels == tiny.pixels)
+        let small = Self.repeatedPattern(width: 16, height: 16)
+        let smallStored = try PNGCodec.encode(small, keepAlpha: true, options: PNGEncoding(level: 0))
+        #expect(try PNGCodec.encode(small, keepAlpha: true, options: PNGEncoding(level: 6)).count < smallStored.count)
+    }
+
     @Test func automaticStrategyPicksRunLengthForPhotosAndDeflateForScreenshots() throws {
         let photo = Self.noisyGradient(width: 320, height: 240)
         let automaticPhoto = try PNGCodec.encode(photo, keepAlpha: false)
