@@ -10,6 +10,10 @@ public protocol QueueDriver: Sendable {
     func progress(_ lease: Lease, stage: String, detail: String) async throws
     /// Marks the job succeeded with its result.
     func complete(_ lease: Lease, result: JobResult) async throws
+    /// Marks the job succeeded and, in the same step, claims up to `limit` jobs for `workerID`
+    /// (0: none), as ``claim(workerID:limit:)`` would: the slot the job frees takes its next job.
+    func complete(_ lease: Lease, result: JobResult, thenClaim limit: Int, workerID: String) async throws
+        -> ClaimResult
     /// Fails, retries or requeues the job; returns its new state.
     func fail(_ lease: Lease, failure: JobFailure) async throws -> JobState
     /// Hands the job back untouched, at once (graceful shutdown).
@@ -19,6 +23,15 @@ public protocol QueueDriver: Sendable {
 }
 
 extension QueueDriver {
+    /// Completes, then claims: two steps, for drivers without a combined one.
+    public func complete(_ lease: Lease, result: JobResult, thenClaim limit: Int, workerID: String) async throws
+        -> ClaimResult
+    {
+        try await complete(lease, result: result)
+        guard limit > 0 else { return ClaimResult(jobs: []) }
+        return try await claim(workerID: workerID, limit: limit)
+    }
+
     /// Ids of running jobs canceled by someone else; default: none (heartbeats still report them).
     public func canceledJobs() -> AsyncStream<String> {
         AsyncStream { $0.finish() }

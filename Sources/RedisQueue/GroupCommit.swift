@@ -2,8 +2,9 @@ import Synchronization
 
 /// Group commit: calls that arrive while one batch is on the wire go together in the next one.
 ///
-/// A lone call goes at once (no timer, no added latency); under load every round trip carries
-/// everything that queued up during the previous one, up to `maxBatch` items. `send` gets the items
+/// A lone call goes at once, from the caller's own task (no timer, no added latency, no extra
+/// task); under load every round trip carries everything that queued up during the previous one,
+/// up to `maxBatch` items. `send` gets the items
 /// of one batch and returns one reply per item, in order; when it throws, every call of that batch
 /// gets the error.
 final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
@@ -31,18 +32,47 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
     }
 
     /// Sends `item` with the next batch and returns its reply.
+    ///
+    /// When nothing is on the wire the caller sends its own item at once, on its own task; calls
+    /// that arrive meanwhile wait, and are sent together by a task started when that call returns.
     func submit(_ item: Item) async throws -> Reply {
-        try await withCheckedThrowingContinuation { continuation in
-            let startSender = state.withLock { state in
-                state.waiting.append(Waiter(item: item, continuation: continuation))
-                if state.sending { return false }
-                state.sending = true
-                return true
-            }
-            if startSender {
-                Task { await self.sendUntilNobodyWaits() }
+        let lead = state.withLock { state in
+            if state.sending { return false }
+            state.sending = true
+            return true
+        }
+        guard lead else {
+            return try await withCheckedThrowingContinuation { continuation in
+                let startSender = state.withLock { state in
+                    state.waiting.append(Waiter(item: item, continuation: continuation))
+                    if state.sending { return false }
+                    state.sending = true
+                    return true
+                }
+                if startSender {
+                    Task { await self.sendUntilNobodyWaits() }
+                }
             }
         }
+        let reply: Result<Reply, any Error>
+        do {
+            let replies = try await send([item])
+            guard replies.count == 1 else { throw GroupCommitError(expected: 1, received: replies.count) }
+            reply = .success(replies[0])
+        } catch {
+            reply = .failure(error)
+        }
+        let more = state.withLock { state in
+            if state.waiting.isEmpty {
+                state.sending = false
+                return false
+            }
+            return true
+        }
+        if more {
+            Task { await self.sendUntilNobodyWaits() }
+        }
+        return try reply.get()
     }
 
     private func sendUntilNobodyWaits() async {

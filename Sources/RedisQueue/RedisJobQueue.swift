@@ -23,7 +23,7 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     private let libraryChecked = Atomic<Bool>(false)
     private let logger: Logger
     /// Completions waiting for the next `complete_many` call (see ``complete(_:result:)``).
-    private let completions: GroupCommit<[RedisArgument], RESPValue>
+    private let completions: GroupCommit<Completion, CompletionReply>
 
     /// The `imagegen_v1` function library, as shipped.
     public static let functionLibrary: RedisFunctionLibrary = {
@@ -55,12 +55,7 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         self.library = RedisJobQueue.functionLibrary
         self.logger = logger
         self.completions = GroupCommit(maxBatch: 256) { [library, keys, pool] batch in
-            let reply = try await RedisJobQueue.mapErrors {
-                try await library.call(
-                    "imagegen_v1_complete_many", keys: [RedisArgument(keys.prefix)], arguments: batch.flatMap { $0 },
-                    on: pool)
-            }
-            return reply.array ?? Array(repeating: reply, count: batch.count)
+            try await RedisJobQueue.completeMany(batch, library: library, prefix: keys.prefix, pool: pool)
         }
     }
 
@@ -345,7 +340,13 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     // MARK: Worker side (QueueDriver)
 
     public func claim(workerID: String, limit: Int) async throws -> ClaimResult {
-        let reply = try await call("claim", [RedisArgument(workerID), RedisArgument(limit)])
+        try await claimResult(from: try await call("claim", [RedisArgument(workerID), RedisArgument(limit)]))
+    }
+
+    /// Reads claim's reply (the wait hint, then id, token, attempt, recoveries and spec JSON per job).
+    /// A job whose JSON cannot be read is failed for good: enqueue validated it, so a producer wrote
+    /// the keys by hand.
+    private func claimResult(from reply: RESPValue) async throws -> ClaimResult {
         guard let items = reply.array, let hint = items.first?.int else {
             throw QueueError(.protocolError, "unexpected claim reply")
         }
@@ -363,7 +364,6 @@ public final class RedisJobQueue: QueueDriver, Sendable {
                 let spec = try decoder.decode(JobSpec.self, from: Data(items[index - 1].bytes ?? []))
                 jobs.append(ClaimedJob(lease: lease, spec: spec))
             } catch {
-                // Enqueue validated it, so this is a producer writing keys by hand: fail it for good.
                 rejected += 1
                 _ = try? await fail(
                     lease,
@@ -407,9 +407,62 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     /// Records the result. Completions from many jobs at once share one `complete_many` call: one
     /// goes at once, and those that arrive while it is on the wire go together in the next.
     public func complete(_ lease: Lease, result: JobResult) async throws {
+        _ = try await complete(lease, result: result, thenClaim: 0, workerID: "")
+    }
+
+    /// Records the result and claims up to `limit` jobs for `workerID` in the same call of
+    /// `complete_many` (shared with other completions, as ``complete(_:result:)``).
+    public func complete(_ lease: Lease, result: JobResult, thenClaim limit: Int, workerID: String) async throws
+        -> ClaimResult
+    {
         let reply = try await completions.submit(
-            [RedisArgument(lease.jobID), RedisArgument(lease.token), RedisArgument(bytes: result.canonicalJSON())])
-        if case .error(let message) = reply { throw Self.queueError(RedisError(.server, message)) }
+            Completion(
+                arguments: [
+                    RedisArgument(lease.jobID), RedisArgument(lease.token),
+                    RedisArgument(bytes: result.canonicalJSON()),
+                ], workerID: workerID, claim: max(0, limit)))
+        if case .error(let message) = reply.result { throw Self.queueError(RedisError(.server, message)) }
+        return try await claimResult(from: .array([.integer(-1)] + reply.claimed))
+    }
+
+    /// One completion waiting for `complete_many`: its arguments, and the jobs to claim after it.
+    struct Completion: Sendable {
+        var arguments: [RedisArgument]
+        var workerID: String
+        var claim: Int
+    }
+
+    /// A completion's reply: 1 or the error, and the claimed jobs (five values each) that are its.
+    struct CompletionReply: Sendable {
+        var result: RESPValue
+        var claimed: [RESPValue]
+    }
+
+    /// Sends one batch of completions. The claims go under the first completion's worker id; a
+    /// completion from another worker of this process (rare) claims nothing this time.
+    static func completeMany(
+        _ batch: [Completion], library: RedisFunctionLibrary, prefix: String, pool: RedisPool
+    ) async throws -> [CompletionReply] {
+        let workerID = batch.first?.workerID ?? ""
+        let wants = batch.map { $0.workerID == workerID ? $0.claim : 0 }
+        var arguments = [RedisArgument(workerID), RedisArgument(wants.reduce(0, +))]
+        for completion in batch { arguments += completion.arguments }
+        let reply = try await mapErrors {
+            try await library.call(
+                "imagegen_v1_complete_many", keys: [RedisArgument(prefix)], arguments: arguments, on: pool)
+        }
+        guard let parts = reply.array, parts.count == 2, let results = parts[0].array, results.count == batch.count,
+            let claim = parts[1].array
+        else {
+            throw QueueError(.protocolError, "unexpected complete_many reply")
+        }
+        // Claimed jobs in order, five values each after the wait hint, dealt out by each one's want.
+        var claimed = claim.dropFirst()
+        return zip(results, wants).map { result, want in
+            let mine = Array(claimed.prefix(5 * want))
+            claimed = claimed.dropFirst(mine.count)
+            return CompletionReply(result: result, claimed: mine)
+        }
     }
 
     /// Reports a failed attempt. A failure with a ``BackendSignal`` records it for every worker

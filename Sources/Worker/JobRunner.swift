@@ -21,7 +21,9 @@ struct JobRunner: Sendable {
     let logger: Logger
 
     /// Runs the job until it ends or `signal` stops it, and reports the outcome to the queue.
-    func run(_ job: ClaimedJob, signal: CancelSignal) async {
+    /// With `claimNext`, a successful job's completion also claims the slot's next job, which is
+    /// returned (nil when none was claimable, or the job did not succeed).
+    func run(_ job: ClaimedJob, signal: CancelSignal, claimNext: Bool = false) async -> ClaimedJob? {
         var logger = self.logger
         logger[metadataKey: "job.id"] = "\(job.lease.jobID)"
         let userHash = hasher.hash(job.spec.user)
@@ -38,10 +40,16 @@ struct JobRunner: Sendable {
             }
         } catch {
             await settle(job, error: error, signal: signal, logger: logger)
-            return
+            return nil
         }
         do {
-            try await reportWithRetry { try await queue.complete(job.lease, result: result) }
+            // Only the first try claims: if its reply was lost, a job it claimed returns after its lease.
+            var claim = claimNext ? 1 : 0
+            let next = try await reportWithRetry {
+                defer { claim = 0 }
+                return try await queue.complete(
+                    job.lease, result: result, thenClaim: claim, workerID: configuration.workerID)
+            }
             Counter(label: "imagegen_jobs_total", dimensions: [("outcome", "succeeded")]).increment()
             Timer(label: "imagegen_job_duration_seconds").record(duration: ContinuousClock.now - started)
             logger.info(
@@ -51,6 +59,7 @@ struct JobRunner: Sendable {
                     "job.output_bytes": "\(result.outputs.reduce(0) { $0 + $1.bytes })",
                     "job.ms": "\((ContinuousClock.now - started).milliseconds)",
                 ])
+            return next.jobs.first
         } catch let error as QueueError where error.code == .fenced {
             // Canceled, purged, or recovered by another worker after the work was done (or an
             // earlier try went through and only its reply was lost). Outputs of a job this worker
@@ -64,11 +73,12 @@ struct JobRunner: Sendable {
             logger.warning(
                 "could not record the result; the job returns after its lease", metadata: ["error": "\(error)"])
         }
+        return nil
     }
 
     /// Runs a queue call again while Redis is unreachable, for up to about 10 s: the work is done
     /// and its outputs stored, so it is worth waiting for Redis rather than redoing the job.
-    private func reportWithRetry(_ call: () async throws -> Void) async throws {
+    private func reportWithRetry<T>(_ call: () async throws -> T) async throws -> T {
         var attempt = 0
         let backoff = RetryPolicy(baseDelay: .milliseconds(100), maxDelay: .seconds(2))
         while true {

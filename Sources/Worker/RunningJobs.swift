@@ -26,6 +26,17 @@ final class RunningJobs: Sendable {
         return signal
     }
 
+    /// Swaps a finished job for the next one its slot claimed, in one step: the count of running
+    /// jobs never dips, so the claim loop sees no free slot in between.
+    func replace(_ jobID: String, with lease: Lease) -> CancelSignal {
+        let signal = CancelSignal()
+        entries.withLock { entries in
+            entries.removeValue(forKey: jobID)
+            entries[lease.jobID] = Entry(lease: lease, signal: signal)
+        }
+        return signal
+    }
+
     func remove(_ jobID: String) {
         let left = entries.withLock { entries -> Int in
             entries.removeValue(forKey: jobID)

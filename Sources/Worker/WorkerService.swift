@@ -92,8 +92,17 @@ public final class WorkerService: Service, Sendable {
                     let signal = jobs.add(job.lease)
                     gauge.record(jobs.count)
                     group.addTask { [runner] in
-                        await runner.run(job, signal: signal)
-                        jobs.remove(job.lease.jobID)
+                        // The slot runs jobs one after another while each completion claims the next.
+                        var current = job
+                        var currentSignal = signal
+                        while true {
+                            let claimNext = !Task.isShuttingDownGracefully && !Task.isCancelled
+                            guard let next = await runner.run(current, signal: currentSignal, claimNext: claimNext)
+                            else { break }
+                            currentSignal = jobs.replace(current.lease.jobID, with: next.lease)
+                            current = next
+                        }
+                        jobs.remove(current.lease.jobID)
                         gauge.record(jobs.count)
                     }
                 }

@@ -44,7 +44,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 11
+local REVISION = 12
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -675,11 +675,7 @@ end
 --   user's budget admit the next job, or when a pause or the quota breaker ends (-1: nothing
 --   pending). While the backend is paused, or its quota breaker open, nothing is claimed; when the
 --   breaker is half-open one job goes out as its probe.
-local function claim(keys, args)
-  local P = keys[1]
-  local c = config(P)
-  local worker, want = args[1], math.min(1000, tonumber(args[2]) or 1)
-  local now = now_ms()
+local function claim_jobs(P, c, now, worker, want)
   redis.call('ZADD', P .. ':workers', now, worker)
   touch(P, c, P .. ':workers')
   recover_expired(P, c, now)
@@ -761,6 +757,11 @@ local function claim(keys, args)
   end
   if admission_wait ~= nil and (reply[1] < 0 or admission_wait < reply[1]) then reply[1] = admission_wait end
   return reply
+end
+
+local function claim(keys, args)
+  local P = keys[1]
+  return claim_jobs(P, config(P), now_ms(), args[1], math.min(1000, tonumber(args[2]) or 1))
 end
 
 -- Loads a job for a state change by its lease holder. Returns the fields or an error reply.
@@ -852,22 +853,32 @@ local function complete(keys, args)
   return reply
 end
 
--- complete_many: ARGV = job id, token, result JSON; repeated for every job (at most 1000).
--- Each job is completed exactly as complete would. Reply: per job, in order, 1 or the IMAGEGEN error.
+-- complete_many: ARGV = worker id, jobs to claim (0: none), then job id, token, result JSON for
+-- every job (at most 1000). Each job is completed exactly as complete would; then, in the same
+-- step, up to that many jobs are claimed for the worker exactly as claim would (the slots the
+-- completed jobs free take their next jobs without another round trip).
+-- Reply: { per job, in order, 1 or the IMAGEGEN error; claim's reply ({ -1 } when none was asked) }
 local function complete_many(keys, args)
   local P = keys[1]
   local c = config(P)
-  local count = math.floor(#args / 3)
+  local worker, want = args[1], math.min(1000, tonumber(args[2]) or 0)
+  local count = math.floor((#args - 2) / 3)
   if count > 1000 then return fail('invalid_job', 'at most 1000 jobs per call') end
   local now = now_ms()
-  local reply, wakes = {}, 0
-  for i = 1, count * 3, 3 do
+  local results, wakes = {}, 0
+  for i = 3, 2 + count * 3, 3 do
     local one, unparked = complete_one(P, c, now, args[i], args[i + 1], args[i + 2])
-    reply[#reply + 1] = one
+    results[#results + 1] = one
     if unparked or c.global_inflight_cap > 0 then wakes = wakes + 1 end
   end
+  local claimed = { -1 }
+  if want > 0 and worker ~= '' then
+    claimed = claim_jobs(P, c, now, worker, want)
+    -- The claim took what it could; a wake-up is for jobs it left behind.
+    if #claimed < 1 + 5 * want then wakes = 0 end
+  end
   wake(P, c, wakes)
-  return reply
+  return { results, claimed }
 end
 
 -- fail: ARGV = job id, token, error code, message, mode ('retry' | 'terminal'),
