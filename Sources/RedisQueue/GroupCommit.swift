@@ -31,6 +31,9 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
         self.send = send
     }
 
+    /// Calls waiting for the next batch (for tests).
+    var waitingCount: Int { state.withLock { $0.waiting.count } }
+
     /// Sends `item` with the next batch and returns its reply.
     ///
     /// When nothing is on the wire the caller sends its own item at once, on its own task; calls

@@ -439,14 +439,15 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     }
 
     /// Sends one batch of completions. The claims go under the first completion's worker id; a
-    /// completion from another worker of this process (rare) claims nothing this time.
+    /// completion from another worker of this process (rare) claims nothing this time. Only
+    /// completions that went through claim: the claimed jobs are dealt out to them in order.
     static func completeMany(
         _ batch: [Completion], library: RedisFunctionLibrary, prefix: String, pool: RedisPool
     ) async throws -> [CompletionReply] {
         let workerID = batch.first?.workerID ?? ""
         let wants = batch.map { $0.workerID == workerID ? $0.claim : 0 }
-        var arguments = [RedisArgument(workerID), RedisArgument(wants.reduce(0, +))]
-        for completion in batch { arguments += completion.arguments }
+        var arguments = [RedisArgument(workerID)]
+        for (completion, want) in zip(batch, wants) { arguments += completion.arguments + [RedisArgument(want)] }
         let reply = try await mapErrors {
             try await library.call(
                 "imagegen_v1_complete_many", keys: [RedisArgument(prefix)], arguments: arguments, on: pool)
@@ -456,9 +457,10 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         else {
             throw QueueError(.protocolError, "unexpected complete_many reply")
         }
-        // Claimed jobs in order, five values each after the wait hint, dealt out by each one's want.
+        // Claimed jobs in order, five values each after the wait hint.
         var claimed = claim.dropFirst()
         return zip(results, wants).map { result, want in
+            guard result.int == 1 else { return CompletionReply(result: result, claimed: []) }
             let mine = Array(claimed.prefix(5 * want))
             claimed = claimed.dropFirst(mine.count)
             return CompletionReply(result: result, claimed: mine)

@@ -44,7 +44,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 12
+local REVISION = 13
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -853,26 +853,29 @@ local function complete(keys, args)
   return reply
 end
 
--- complete_many: ARGV = worker id, jobs to claim (0: none), then job id, token, result JSON for
--- every job (at most 1000). Each job is completed exactly as complete would; then, in the same
--- step, up to that many jobs are claimed for the worker exactly as claim would (the slots the
--- completed jobs free take their next jobs without another round trip).
+-- complete_many: ARGV = worker id ('' to claim nothing), then for every job (at most 1000): job id,
+-- token, result JSON, how many jobs to claim once it is complete (0: none). Each job is completed
+-- exactly as complete would; then, in the same step, the jobs to claim for those that completed are
+-- claimed for the worker exactly as claim would (the slots the completed jobs free take their next
+-- jobs without another round trip).
 -- Reply: { per job, in order, 1 or the IMAGEGEN error; claim's reply ({ -1 } when none was asked) }
 local function complete_many(keys, args)
   local P = keys[1]
   local c = config(P)
-  local worker, want = args[1], math.min(1000, tonumber(args[2]) or 0)
-  local count = math.floor((#args - 2) / 3)
+  local worker = args[1]
+  local count = math.floor((#args - 1) / 4)
   if count > 1000 then return fail('invalid_job', 'at most 1000 jobs per call') end
   local now = now_ms()
-  local results, wakes = {}, 0
-  for i = 3, 2 + count * 3, 3 do
+  local results, wakes, want = {}, 0, 0
+  for i = 2, 1 + count * 4, 4 do
     local one, unparked = complete_one(P, c, now, args[i], args[i + 1], args[i + 2])
     results[#results + 1] = one
+    if one == 1 then want = want + (tonumber(args[i + 3]) or 0) end
     if unparked or c.global_inflight_cap > 0 then wakes = wakes + 1 end
   end
   local claimed = { -1 }
   if want > 0 and worker ~= '' then
+    want = math.min(want, 1000)
     claimed = claim_jobs(P, c, now, worker, want)
     -- The claim took what it could; a wake-up is for jobs it left behind.
     if #claimed < 1 + 5 * want then wakes = 0 end

@@ -1,0 +1,163 @@
+import JobQueue
+import RedisClient
+import Synchronization
+import Testing
+
+@testable import RedisQueue
+
+/// The batched calls of the hot path: enqueue_many, complete_many (with the slot's next claim), and
+/// settings cached inside the functions by revision.
+@Suite("Batched queue calls")
+struct BatchingTests {
+    @Test("a batch of 2,500 jobs goes in calls of at most 1,000; every job is created once, in order")
+    func largeBatch() async throws {
+        let fixture = try await QueueFixture()
+        defer { fixture.close() }
+        let results = try await fixture.queue.enqueue(
+            batch: (0..<2_500).map { .init(spec("u\($0 % 7)"), idempotencyKey: "big-\($0)") })
+        let ids = try results.map { try $0.get().jobID }
+        #expect(Set(ids).count == 2_500)
+        #expect(ids == ids.sorted())
+        #expect(try results.allSatisfy { try $0.get().created })
+        #expect(try await fixture.queue.stats().queuedByTier["standard"] == 2_500)
+        // Enqueueing the same keys again names the same jobs and creates nothing.
+        let again = try await fixture.queue.enqueue(
+            batch: (0..<2_500).map { .init(spec("u\($0 % 7)"), idempotencyKey: "big-\($0)") })
+        #expect(try again.map { try $0.get().jobID } == ids)
+        #expect(try again.allSatisfy { try !$0.get().created })
+    }
+
+    @Test("completing can claim the slot's next job in the same call, fairly across users")
+    func completeThenClaim() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        let queue = fixture.queue
+        let a1 = try await queue.enqueue(spec("a")).jobID
+        let a2 = try await queue.enqueue(spec("a")).jobID
+        let b1 = try await queue.enqueue(spec("b")).jobID
+        let first = try #require(try await queue.claim(workerID: "w", limit: 1).jobs.first)
+        #expect(first.lease.jobID == a1)
+        let next = try await queue.complete(first.lease, result: emptyResult, thenClaim: 1, workerID: "w")
+        // b's turn comes before a's second job.
+        let second = try #require(next.jobs.first)
+        #expect(next.jobs.count == 1 && second.lease.jobID == b1)
+        #expect(try await queue.status(of: a1) == .succeeded)
+        #expect(try await queue.status(of: b1) == .active)
+        let third = try await queue.complete(second.lease, result: emptyResult, thenClaim: 1, workerID: "w")
+        #expect(third.jobs.map(\.lease.jobID) == [a2])
+        let last = try #require(third.jobs.first)
+        // Nothing left: the completion still goes through and claims nothing.
+        let none = try await queue.complete(last.lease, result: emptyResult, thenClaim: 1, workerID: "w")
+        #expect(none.jobs.isEmpty)
+        let events = try await fixture.events().filter { [a1, a2, b1].contains($0.jobID) }.map(\.type)
+        #expect(events.filter { $0 == "started" }.count == 3 && events.filter { $0 == "succeeded" }.count == 3)
+    }
+
+    @Test("completions sent together: a stale lease fails alone, the others complete and claim")
+    func concurrentCompletions() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        let queue = fixture.queue
+        for index in 0..<40 { _ = try await queue.enqueue(spec("u\(index % 5)")) }
+        let claimed = try await queue.claim(workerID: "w", limit: 20).jobs
+        #expect(claimed.count == 20)
+        var stale = claimed[7].lease
+        stale.token = "0"
+        let leases = claimed.map(\.lease).enumerated().map { $0.offset == 7 ? stale : $0.element }
+        let outcomes = await withTaskGroup(of: (Int, Result<Int, QueueError>).self) { group in
+            for (index, lease) in leases.enumerated() {
+                group.addTask {
+                    do {
+                        let next = try await queue.complete(lease, result: emptyResult, thenClaim: 1, workerID: "w")
+                        return (index, .success(next.jobs.count))
+                    } catch let error as QueueError {
+                        return (index, .failure(error))
+                    } catch {
+                        return (index, .failure(QueueError(.protocolError, "\(error)")))
+                    }
+                }
+            }
+            var outcomes: [Int: Result<Int, QueueError>] = [:]
+            for await (index, outcome) in group { outcomes[index] = outcome }
+            return outcomes
+        }
+        for (index, outcome) in outcomes {
+            switch outcome {
+            case .success(let next):
+                #expect(index != 7)
+                #expect(next == 1)
+            case .failure(let error):
+                #expect(index == 7)
+                #expect(error.code == .fenced)
+            }
+        }
+        #expect(try await queue.status(of: claimed[7].lease.jobID) == .active)
+        #expect(try await queue.status(of: claimed[0].lease.jobID) == .succeeded)
+        // 19 finished and 19 more claimed: the 20 still queued less those.
+        let stats = try await queue.stats()
+        #expect(stats.active == 20)
+        #expect(stats.queuedByTier["standard"] == 1)
+    }
+
+    @Test("settings written after calls were made apply to the next call")
+    func settingsApplyAtOnce() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 1
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        let queue = fixture.queue
+        for _ in 0..<5 { _ = try await queue.enqueue(spec("solo")) }
+        let running = try await queue.claim(workerID: "w", limit: 5).jobs
+        #expect(running.count == 1)
+        #expect(try await queue.claim(workerID: "w", limit: 5).jobs.isEmpty)
+        settings.userInFlightCap = 3
+        try await queue.configure(settings)
+        let next = try await queue.complete(
+            try #require(running.first).lease, result: emptyResult, thenClaim: 5, workerID: "w")
+        #expect(next.jobs.count == 3)
+        settings.userInFlightCap = 0
+        settings.maxPayloadBytes = 300
+        try await queue.configure(settings)
+        await #expect(throws: QueueError.self) {
+            try await queue.enqueue(spec("solo", prompt: String(repeating: "x", count: 400)))
+        }
+    }
+}
+
+@Suite("Group commit")
+struct GroupCommitTests {
+    @Test("calls that arrive while a batch is on the wire go together in the next; errors reach their batch only")
+    func batches() async throws {
+        let sizes = Mutex<[Int]>([])
+        let gate = Mutex<Bool>(true)
+        let commit = GroupCommit<Int, Int>(maxBatch: 64) { batch in
+            sizes.withLock { $0.append(batch.count) }
+            // Hold the first batch until the others have queued behind it.
+            while gate.withLock({ $0 }) && sizes.withLock({ $0.count }) == 1 {
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            if batch.contains(-1) { throw QueueError(.unavailable, "down") }
+            return batch.map { $0 * 10 }
+        }
+        async let first = commit.submit(1)
+        while sizes.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(1)) }
+        let replies = try await withThrowingTaskGroup(of: Int.self) { group in
+            for value in 2...9 { group.addTask { try await commit.submit(value) } }
+            // Every one of them waits behind the first batch.
+            while commit.waitingCount < 8 { try await Task.sleep(for: .milliseconds(1)) }
+            gate.withLock { $0 = false }
+            var replies: [Int] = []
+            for try await reply in group { replies.append(reply) }
+            return replies
+        }
+        #expect(try await first == 10)
+        #expect(replies.sorted() == (2...9).map { $0 * 10 })
+        #expect(sizes.withLock { $0 } == [1, 8])
+        await #expect(throws: QueueError.self) { try await commit.submit(-1) }
+        #expect(try await commit.submit(3) == 30)
+    }
+}
