@@ -77,6 +77,10 @@ struct CanonicalJSONWriter {
         }
 
         mutating func member(_ key: String, _ value: Int) { member(key) { $0.integer(value) } }
+        /// Leaves the member out when `value` is nil, as `JSONEncoder` does.
+        mutating func member(_ key: String, _ value: String?) {
+            if let value { member(key, value) }
+        }
         mutating func member(_ key: String, _ value: String) { member(key) { $0.string(value) } }
         /// Leaves the member out when `value` is nil, as `JSONEncoder` does.
         mutating func member(_ key: String, _ value: Int?) {
@@ -119,6 +123,43 @@ extension JobResult {
                     u.member("size", usage.size)
                 }
             }
+        }
+        return writer.bytes
+    }
+}
+
+extension JobSpec {
+    /// The spec as the queue stores it: the canonical JSON (see ``CanonicalJSONWriter``), the same
+    /// bytes `JSONEncoder` writes with sorted keys and unescaped slashes; metadata keys in UTF-8 order.
+    public func canonicalJSON() -> [UInt8] {
+        var writer = CanonicalJSONWriter(capacity: 160 + prompt.utf8.count)
+        writer.object { o in
+            if let inputs {
+                o.member("inputs") { json in
+                    json.array(count: inputs.count) { json, index in json.string(inputs[index]) }
+                }
+            }
+            o.member("kind", kind.rawValue)
+            o.member("mask", mask)
+            if let metadata {
+                o.member("metadata") { json in
+                    json.object { m in
+                        for key in metadata.keys.sorted(by: { $0.utf8.lexicographicallyPrecedes($1.utf8) }) {
+                            m.member(key, metadata[key] ?? "")
+                        }
+                    }
+                }
+            }
+            o.member("model", model)
+            o.member("n", n)
+            o.member("output_format", outputFormat)
+            o.member("prompt", prompt)
+            o.member("quality", quality)
+            o.member("size", size)
+            o.member("tier", tier.rawValue)
+            o.member("user", user)
+            o.member("version", version)
+            o.member("webhook_url", webhookURL)
         }
         return writer.bytes
     }

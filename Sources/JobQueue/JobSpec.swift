@@ -80,11 +80,21 @@ public struct JobSpec: Codable, Sendable, Equatable {
     }
 
     /// Checks the rules the enqueue function checks, so Swift callers fail before a round trip.
+    /// Letters, digits and `. _ @ : -`: the bytes a user id may hold.
+    private static func isUserByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "@"),
+            UInt8(ascii: ":"), UInt8(ascii: "-"):
+            true
+        default: false
+        }
+    }
+
     public func validate() throws(QueueError) {
         func invalid(_ message: String) -> QueueError { QueueError(.invalidJob, message) }
         guard version == 1 else { throw invalid("version: must be 1") }
-        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._@:-")
-        guard (1...128).contains(user.utf8.count), user.allSatisfy(allowed.contains) else {
+        guard (1...128).contains(user.utf8.count), user.utf8.allSatisfy(Self.isUserByte) else {
             throw invalid("user: 1-128 characters of letters, digits and . _ @ : -")
         }
         guard (1...32000).contains(prompt.utf8.count) else { throw invalid("prompt: 1 to 32000 bytes of text") }

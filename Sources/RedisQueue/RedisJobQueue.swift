@@ -103,7 +103,7 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         -> EnqueueResult
     {
         try spec.validate()
-        return try await enqueue(json: Self.json(spec), idempotencyKey: idempotencyKey, delay: delay)
+        return try await enqueue(json: spec.canonicalJSON(), idempotencyKey: idempotencyKey, delay: delay)
     }
 
     /// One job of ``enqueue(batch:)``.
@@ -133,20 +133,19 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         var arguments: [[RedisArgument]] = [[]]
         var positions: [[Int]] = [[]]
         for (index, item) in items.enumerated() {
-            do {
+            do throws(QueueError) {
                 try item.spec.validate()
-                if positions[positions.count - 1].count == Self.maxJobsPerCall {
-                    arguments.append([])
-                    positions.append([])
-                }
-                arguments[arguments.count - 1] += Self.enqueueArguments(
-                    try Self.json(item.spec), idempotencyKey: item.idempotencyKey, delay: item.delay)
-                positions[positions.count - 1].append(index)
-            } catch let error as QueueError {
-                results[index] = .failure(error)
             } catch {
-                results[index] = .failure(QueueError(.invalidJob, "\(error)"))
+                results[index] = .failure(error)
+                continue
             }
+            if positions[positions.count - 1].count == Self.maxJobsPerCall {
+                arguments.append([])
+                positions.append([])
+            }
+            arguments[arguments.count - 1] += Self.enqueueArguments(
+                item.spec.canonicalJSON(), idempotencyKey: item.idempotencyKey, delay: item.delay)
+            positions[positions.count - 1].append(index)
         }
         let calls = zip(arguments, positions).filter { !$0.1.isEmpty }
         let replies = try await mapErrors {
@@ -184,13 +183,6 @@ public final class RedisJobQueue: QueueDriver, Sendable {
             throw QueueError(.protocolError, "unexpected enqueue reply")
         }
         return EnqueueResult(jobID: id, created: created == 1)
-    }
-
-    /// The canonical JSON of a spec or result: sorted keys, slashes unescaped.
-    static func json(_ value: some Encodable) throws -> [UInt8] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        return Array(try encoder.encode(value))
     }
 
     /// Cancels a job: a queued or delayed job is removed; a running job is fenced out and its

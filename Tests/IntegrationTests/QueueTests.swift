@@ -264,12 +264,13 @@ struct QueueTests {
     func delayedEnqueue() async throws {
         let fixture = try await QueueFixture()
         defer { fixture.close() }
-        let id = try await fixture.queue.enqueue(spec("u1"), delay: .milliseconds(300)).jobID
+        // Long enough that a busy machine still claims early before it falls due.
+        let id = try await fixture.queue.enqueue(spec("u1"), delay: .milliseconds(2000)).jobID
         #expect(try await fixture.queue.status(jobID: id)?.state == .delayed)
         let early = try await fixture.queue.claim(workerID: "w", limit: 1)
         #expect(early.jobs.isEmpty)
-        #expect(early.nextDueIn != nil && early.nextDueIn! <= .milliseconds(300))
-        try await Task.sleep(for: .milliseconds(350))
+        #expect(early.nextDueIn != nil && early.nextDueIn! <= .milliseconds(2000))
+        try await Task.sleep(for: .milliseconds(2100))
         #expect(try await fixture.queue.claim(workerID: "w", limit: 1).jobs.map(\.lease.jobID) == [id])
     }
 

@@ -33,3 +33,27 @@ struct CanonicalJSONTests {
         #expect(try JSONDecoder().decode(JobResult.self, from: Data(written)) == result)
     }
 }
+
+@Suite("Canonical spec JSON")
+struct CanonicalSpecJSONTests {
+    static let specs: [JobSpec] = [
+        JobSpec(user: "u1", prompt: "a cat"),
+        JobSpec(
+            user: "team:alice@example.com", tier: .pro, kind: .edit, prompt: "make it \"blue\"\n/ no \\ slashes",
+            model: "gpt-image-1", size: "1024x1536", n: 3, quality: "high", outputFormat: "jpeg",
+            inputs: ["upload:a", "upload:b"], mask: "upload:m", webhookURL: "https://hooks.example.com/x?y=1",
+            metadata: ["order": "42", "b": "2", "a": "é 漢字 🙂", "Z": "\u{1}"]),
+        JobSpec(user: "x", tier: .free, prompt: "p", inputs: [], metadata: [:]),
+    ]
+
+    @Test("the bytes are JSONEncoder's with sorted keys and unescaped slashes", arguments: specs.indices)
+    func sameBytesAsJSONEncoder(index: Int) throws {
+        let spec = Self.specs[index]
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let expected = String(decoding: try encoder.encode(spec), as: UTF8.self)
+        let written = spec.canonicalJSON()
+        #expect(String(decoding: written, as: UTF8.self) == expected)
+        #expect(try JSONDecoder().decode(JobSpec.self, from: Data(written)) == spec)
+    }
+}

@@ -44,7 +44,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 13
+local REVISION = 14
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -160,8 +160,10 @@ local function sched_set(P, field, value)
   s.dirty[field] = true
 end
 
--- The next turn of a tier's round robin.
+-- The next turn of a tier's round robin: from the call's copy of P:sched when it has one, else
+-- counted on the server (one enqueue needs one turn at most).
 local function next_turn(P, tier)
+  if not SCHED[P] then return redis.call('HINCRBY', P .. ':sched', 'turn:' .. tier, 1) end
   local turn = sched_get(P, 'turn:' .. tier) + 1
   sched_set(P, 'turn:' .. tier, turn)
   return turn
@@ -227,8 +229,9 @@ local function wake(P, c, count)
   if count <= 0 then return end
   local tokens = {}
   for i = 1, math.min(count, c.wake_max) do tokens[i] = '1' end
-  redis.call('RPUSH', P .. ':wake', unpack(tokens))
-  redis.call('LTRIM', P .. ':wake', -c.wake_max, -1)
+  if redis.call('RPUSH', P .. ':wake', unpack(tokens)) > c.wake_max then
+    redis.call('LTRIM', P .. ':wake', -c.wake_max, -1)
+  end
 end
 
 -- Records the webhook delivery of a job that just reached terminal state `kind`, in the same
@@ -462,6 +465,7 @@ local function enqueue_many(keys, args)
   local count = math.floor(#args / 3)
   if count > 1000 then return fail('invalid_job', 'at most 1000 jobs per call') end
   local now = now_ms()
+  sched(P) -- many jobs: the turns are counted in the call's copy, written once
   local last = count > 0 and redis.call('INCRBY', P .. ':seq', count) or 0
   local next_seq = last - count + 1
   local next_id = function()
