@@ -345,7 +345,6 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         var jobs: [ClaimedJob] = []
         var rejected = 0
         var index = 1
-        let decoder = JSONDecoder()
         while index + 4 < items.count {
             let id = items[index].string ?? ""
             let lease = Lease(
@@ -353,7 +352,7 @@ public final class RedisJobQueue: QueueDriver, Sendable {
                 recoveries: items[index + 3].int ?? 0)
             index += 5
             do {
-                let spec = try decoder.decode(JobSpec.self, from: Data(items[index - 1].bytes ?? []))
+                let spec = try JobSpec.decode(json: items[index - 1].bytes ?? [])
                 jobs.append(ClaimedJob(lease: lease, spec: spec))
             } catch {
                 rejected += 1

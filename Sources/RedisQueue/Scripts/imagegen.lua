@@ -44,10 +44,14 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 14
+local REVISION = 15
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
+-- Field names by tier, made once (the claim loop uses them for every job).
+local WEIGHT_FIELD = { pro = 'weight_pro', standard = 'weight_standard', free = 'weight_free' }
+local CW_FIELD = { pro = 'cw:pro', standard = 'cw:standard', free = 'cw:free' }
+local TURN_FIELD = { pro = 'turn:pro', standard = 'turn:standard', free = 'turn:free' }
 local STATES_TERMINAL = { succeeded = true, failed = true, canceled = true, dead = true }
 
 local DEFAULTS = {
@@ -134,6 +138,23 @@ local function config(P)
   return c
 end
 
+-- The per-tier keys of a queue (ring, jobs, parked), made once per queue.
+local TIER_KEYS, TIER_KEYS_COUNT = {}, 0
+
+local function tier_keys(P, tier)
+  local k = TIER_KEYS[P]
+  if not k then
+    k = {}
+    for _, t in ipairs(TIERS) do
+      k[t] = { ring = P .. ':t:' .. t .. ':ring', jobs = P .. ':t:' .. t .. ':jobs', parked = P .. ':t:' .. t .. ':parked' }
+    end
+    if TIER_KEYS_COUNT >= 256 then TIER_KEYS, TIER_KEYS_COUNT = {}, 0 end
+    TIER_KEYS_COUNT = TIER_KEYS_COUNT + 1
+    TIER_KEYS[P] = k
+  end
+  return k[tier]
+end
+
 -- Marks a key for the retention TTL (set once, when the call ends).
 local function touch(P, c, key)
   TOUCHED[key] = c.retention_ms
@@ -163,9 +184,10 @@ end
 -- The next turn of a tier's round robin: from the call's copy of P:sched when it has one, else
 -- counted on the server (one enqueue needs one turn at most).
 local function next_turn(P, tier)
-  if not SCHED[P] then return redis.call('HINCRBY', P .. ':sched', 'turn:' .. tier, 1) end
-  local turn = sched_get(P, 'turn:' .. tier) + 1
-  sched_set(P, 'turn:' .. tier, turn)
+  local field = TURN_FIELD[tier]
+  if not SCHED[P] then return redis.call('HINCRBY', P .. ':sched', field, 1) end
+  local turn = sched_get(P, field) + 1
+  sched_set(P, field, turn)
   return turn
 end
 
@@ -214,12 +236,21 @@ local function emit(P, c, now, kind, id, user, tier, extra)
     EMIT_AT, EMIT_MINID = string.format('%d', now), string.format('%d', now - c.events_max_age_ms)
   end
   local events = P .. ':events'
-  local args = { events, 'MINID', '~', EMIT_MINID, '*',
-    'type', kind, 'job', id, 'user', user or '', 'tier', tier or '', 'at', EMIT_AT }
-  if extra then
-    for i = 1, #extra do args[#args + 1] = tostring(extra[i]) end
+  local n = extra and #extra or 0
+  local eid
+  -- The usual shapes go straight to the call; others through a list.
+  if n == 2 then
+    eid = redis.call('XADD', events, 'MINID', '~', EMIT_MINID, '*', 'type', kind, 'job', id, 'user', user or '',
+      'tier', tier or '', 'at', EMIT_AT, extra[1], extra[2])
+  elseif n == 4 then
+    eid = redis.call('XADD', events, 'MINID', '~', EMIT_MINID, '*', 'type', kind, 'job', id, 'user', user or '',
+      'tier', tier or '', 'at', EMIT_AT, extra[1], extra[2], extra[3], extra[4])
+  else
+    local args = { events, 'MINID', '~', EMIT_MINID, '*',
+      'type', kind, 'job', id, 'user', user or '', 'tier', tier or '', 'at', EMIT_AT }
+    for i = 1, n do args[#args + 1] = tostring(extra[i]) end
+    eid = redis.call('XADD', unpack(args))
   end
-  local eid = redis.call('XADD', unpack(args))
   touch(P, c, events)
   redis.call('PUBLISH', P .. ':nudge', kind .. ' ' .. id)
   return eid
@@ -270,12 +301,12 @@ end
 
 -- Puts a job (state already set to queued) into its tier's queue and its user into the ring.
 local function push_ready(P, c, id, user, tier)
-  local jobs = P .. ':t:' .. tier .. ':jobs'
+  local k = tier_keys(P, tier)
+  local jobs, ring = k.jobs, k.ring
   redis.call('ZADD', jobs, 0, user .. '\t' .. id)
   touch(P, c, jobs)
-  local ring = P .. ':t:' .. tier .. ':ring'
   if IN_RING[ring .. '\t' .. user] then return end
-  if not any_parked(P) or not redis.call('ZSCORE', P .. ':t:' .. tier .. ':parked', user) then
+  if not any_parked(P) or not redis.call('ZSCORE', k.parked, user) then
     redis.call('ZADD', ring, 'NX', next_turn(P, tier), user)
     touch(P, c, ring)
     IN_RING[ring .. '\t' .. user] = true
@@ -288,11 +319,12 @@ local function unpark(P, c, user)
   if not any_parked(P) then return false end
   local moved = false
   for _, tier in ipairs(TIERS) do
-    local parked = P .. ':t:' .. tier .. ':parked'
+    local k = tier_keys(P, tier)
+    local parked = k.parked
     local turn = redis.call('ZSCORE', parked, user)
     if turn then
       redis.call('ZREM', parked, user)
-      local ring = P .. ':t:' .. tier .. ':ring'
+      local ring = k.ring
       redis.call('ZADD', ring, 'NX', turn, user)
       touch(P, c, ring)
       moved = true
@@ -489,8 +521,8 @@ local function pick_tier(P, c, eligible)
   local cws = {}
   for _, tier in ipairs(TIERS) do
     if eligible[tier] then
-      local w = c['weight_' .. tier]
-      local cw = sched_get(P, 'cw:' .. tier) + w
+      local w = c[WEIGHT_FIELD[tier]]
+      local cw = sched_get(P, CW_FIELD[tier]) + w
       cws[tier] = cw
       total = total + w
       if best_cw == nil or cw > best_cw then best, best_cw = tier, cw end
@@ -499,7 +531,7 @@ local function pick_tier(P, c, eligible)
   if best == nil then return nil end
   for tier, cw in pairs(cws) do
     if tier == best then cw = cw - total end
-    sched_set(P, 'cw:' .. tier, cw)
+    sched_set(P, CW_FIELD[tier], cw)
   end
   return best
 end
@@ -620,9 +652,8 @@ end
 -- ms when a backend budget said not yet; or nil, 'empty', ms or nil when the tier has nothing to
 -- give (ms: when a passed-over user may start).
 local function take_from_tier(P, c, now, tier, factor, skip)
-  local ring = P .. ':t:' .. tier .. ':ring'
-  local parked = P .. ':t:' .. tier .. ':parked'
-  local jobs = P .. ':t:' .. tier .. ':jobs'
+  local k = tier_keys(P, tier)
+  local ring, parked, jobs = k.ring, k.parked, k.jobs
   local user_wait = nil
   for _ = 1, 1000 do
     local head = redis.call('ZRANGE', ring, skip[tier], skip[tier], 'WITHSCORES')
@@ -696,7 +727,7 @@ local function claim_jobs(P, c, now, worker, want)
   local eligible = {}
   if want > 0 then
     for _, tier in ipairs(TIERS) do
-      eligible[tier] = redis.call('ZCARD', P .. ':t:' .. tier .. ':ring') > 0
+      eligible[tier] = redis.call('ZCARD', tier_keys(P, tier).ring) > 0
     end
   end
   local claimed = 0
@@ -837,7 +868,7 @@ local function complete_one(P, c, now, id, token, result)
       correct_tokens(P, c, now, id, math.max(0, used))
     end
   end
-  local at = string.format('%d', now)
+  local at = now == EMIT_NOW and EMIT_AT or string.format('%d', now)
   redis.call('HSET', job.jk, 'state', 'succeeded', 'result', result, 'token', '', 'updated_ms', at, 'finished_ms', at)
   touch(P, c, job.jk)
   local unparked = leave_active(P, c, id, job.user)
