@@ -4,6 +4,9 @@ public protocol QueueDriver: Sendable {
     func claim(workerID: String, limit: Int) async throws -> ClaimResult
     /// Waits until something may have become claimable, or `timeout` passes. Never polls.
     func waitForWork(timeout: Duration) async throws
+    /// Waits for work, then claims up to `limit` jobs for `workerID` (whether work came or the
+    /// wait timed out): a waiting worker's next claim without a round trip of its own.
+    func waitForWork(timeout: Duration, thenClaim limit: Int, workerID: String) async throws -> ClaimResult
     /// Extends the leases; returns the job ids this worker no longer holds (stop them).
     func heartbeat(workerID: String, leases: [Lease]) async throws -> [String]
     /// Records a progress stage; throws ``QueueError/Code/fenced`` when the lease is gone.
@@ -23,6 +26,13 @@ public protocol QueueDriver: Sendable {
 }
 
 extension QueueDriver {
+    /// Waits for work as ``waitForWork(timeout:)`` does, then claims up to `limit` jobs for
+    /// `workerID`: two steps, for drivers without a combined one.
+    public func waitForWork(timeout: Duration, thenClaim limit: Int, workerID: String) async throws -> ClaimResult {
+        try await waitForWork(timeout: timeout)
+        return try await claim(workerID: workerID, limit: limit)
+    }
+
     /// Completes, then claims: two steps, for drivers without a combined one.
     public func complete(_ lease: Lease, result: JobResult, thenClaim limit: Int, workerID: String) async throws
         -> ClaimResult

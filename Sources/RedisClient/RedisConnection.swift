@@ -56,6 +56,14 @@ public final class RedisConnection: Sendable {
         return reply
     }
 
+    /// Sends a blocking command followed by others in the same write, and returns every reply in
+    /// order (error replies stay in the array). Redis runs the followers as soon as the blocking
+    /// command returns, with no round trip in between. `timeout` is the blocking command's own.
+    public func pipelineBlocking(_ commands: [RedisCommand], timeout: Duration) async throws -> [RESPValue] {
+        guard !commands.isEmpty else { return [] }
+        return try await submit(commands, blockingTimeout: timeout)
+    }
+
     /// Fails queued commands and stops the thread. Idempotent.
     public func close() { state.close() }
 

@@ -366,18 +366,45 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     }
 
     public func waitForWork(timeout: Duration) async throws {
-        let connection = blocking.withLock { connection in
+        _ = try await mapErrors {
+            try await blockingConnection().sendBlocking(blockingWait(timeout), timeout: timeout)
+        }
+    }
+
+    /// Waits on the wake-up list with the claim pipelined behind the wait on the same connection:
+    /// Redis runs the claim the moment the wait returns, so a waiting worker's pickup costs one
+    /// round trip, not two.
+    public func waitForWork(timeout: Duration, thenClaim limit: Int, workerID: String) async throws -> ClaimResult {
+        if !libraryChecked.load(ordering: .relaxed) { try await loadFunctions() }
+        let claim: RedisCommand = [
+            "FCALL", "imagegen_v1_claim", 1, RedisArgument(keys.prefix), RedisArgument(workerID), RedisArgument(limit),
+        ]
+        let replies = try await mapErrors {
+            try await blockingConnection().pipelineBlocking([blockingWait(timeout), claim], timeout: timeout)
+        }
+        guard replies.count == 2 else { throw QueueError(.protocolError, "unexpected wait reply") }
+        if case .error(let message) = replies[1] {
+            // The library went missing (a restarted server): load it and claim the usual way.
+            if message.contains("Function not found") { return try await self.claim(workerID: workerID, limit: limit) }
+            throw Self.queueError(RedisError(.server, message))
+        }
+        return try await claimResult(from: replies[1])
+    }
+
+    /// The worker's blocking connection, made on first use.
+    private func blockingConnection() -> RedisConnection {
+        blocking.withLock { connection in
             if let connection { return connection }
             let made = pool.makeBlockingConnection()
             connection = made
             return made
         }
-        // BLPOP takes seconds as a decimal; 0 would block forever.
+    }
+
+    /// `BLPOP` on the wake-up list for `timeout` (in seconds as a decimal; 0 would block forever).
+    private func blockingWait(_ timeout: Duration) -> RedisCommand {
         let seconds = max(0.01, Double(timeout.milliseconds) / 1000)
-        _ = try await mapErrors {
-            try await connection.sendBlocking(
-                ["BLPOP", RedisArgument(keys.wake), RedisArgument(String(format: "%.3f", seconds))], timeout: timeout)
-        }
+        return ["BLPOP", RedisArgument(keys.wake), RedisArgument(String(format: "%.3f", seconds))]
     }
 
     public func heartbeat(workerID: String, leases: [Lease]) async throws -> [String] {

@@ -66,29 +66,8 @@ public final class WorkerService: Service, Sendable {
     private func claimLoop(jobs: RunningJobs) async {
         let gauge = Gauge(label: "imagegen_worker_running_jobs")
         await withDiscardingTaskGroup { group in
-            var failures = 0
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                let free = configuration.slots - jobs.count
-                if free <= 0 {
-                    await waitForSlot(jobs)
-                    continue
-                }
-                let want = min(free, configuration.claimBatch)
-                let result: ClaimResult
-                do {
-                    result = try await queue.claim(workerID: configuration.workerID, limit: want)
-                    failures = 0
-                } catch {
-                    failures += 1
-                    if failures == 1 || failures % 50 == 0 {
-                        logger.warning("claim failed; retrying", metadata: ["error": "\(error)"])
-                    }
-                    let backoff = RetryPolicy(baseDelay: .milliseconds(100), maxDelay: .seconds(2))
-                        .delay(afterAttempt: failures, minimum: .milliseconds(20))
-                    try? await cancelWhenGracefulShutdown { try await Task.sleep(for: backoff) }
-                    continue
-                }
-                for job in result.jobs {
+            func start(_ claimed: [ClaimedJob]) {
+                for job in claimed {
                     let signal = jobs.add(job.lease)
                     gauge.record(jobs.count)
                     group.addTask { [runner] in
@@ -106,12 +85,51 @@ public final class WorkerService: Service, Sendable {
                         gauge.record(jobs.count)
                     }
                 }
-                if result.jobs.count < want {
-                    let wait = min(result.nextDueIn ?? configuration.idleWait, configuration.idleWait)
+            }
+            var failures = 0
+            // A claim the wake-up wait already made (pipelined behind it), and how many it asked for.
+            var claimedByWait: (result: ClaimResult, asked: Int)?
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                let free = configuration.slots - jobs.count
+                if free <= 0 && claimedByWait == nil {
+                    await waitForSlot(jobs)
+                    continue
+                }
+                let want = min(max(free, 0), configuration.claimBatch)
+                let result: ClaimResult
+                let asked: Int
+                if let made = claimedByWait {
+                    (result, asked) = made
+                    claimedByWait = nil
+                } else {
                     do {
-                        try await cancelWhenGracefulShutdown {
-                            try await self.queue.waitForWork(timeout: max(wait, .milliseconds(10)))
+                        result = try await queue.claim(workerID: configuration.workerID, limit: want)
+                        asked = want
+                        failures = 0
+                    } catch {
+                        failures += 1
+                        if failures == 1 || failures % 50 == 0 {
+                            logger.warning("claim failed; retrying", metadata: ["error": "\(error)"])
                         }
+                        let backoff = RetryPolicy(baseDelay: .milliseconds(100), maxDelay: .seconds(2))
+                            .delay(afterAttempt: failures, minimum: .milliseconds(20))
+                        try? await cancelWhenGracefulShutdown { try await Task.sleep(for: backoff) }
+                        continue
+                    }
+                }
+                start(result.jobs)
+                if result.jobs.count < asked {
+                    // Nothing more is claimable now: wait for a wake-up (or a due time), with the
+                    // next claim pipelined behind the wait.
+                    let wait = min(result.nextDueIn ?? configuration.idleWait, configuration.idleWait)
+                    let limit = min(max(configuration.slots - jobs.count, 1), configuration.claimBatch)
+                    do {
+                        let made = try await cancelWhenGracefulShutdown {
+                            try await self.queue.waitForWork(
+                                timeout: max(wait, .milliseconds(10)), thenClaim: limit,
+                                workerID: self.configuration.workerID)
+                        }
+                        claimedByWait = (made, limit)
                     } catch {
                         if !(error is CancellationError) && !Task.isShuttingDownGracefully {
                             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .milliseconds(200)) }
@@ -119,6 +137,8 @@ public final class WorkerService: Service, Sendable {
                     }
                 }
             }
+            // Jobs the last wait claimed as shutdown began still run (and are drained like the rest).
+            if let made = claimedByWait { start(made.result.jobs) }
             await drain(jobs)
         }
     }
