@@ -44,6 +44,9 @@ public final class FakeImagesServer: Sendable {
         public var retryAfterSeconds: Int = 1
         /// The largest output side drawn; larger requested sizes are capped. Default 256.
         public var maxOutputSide: Int = 256
+        /// Draws noise instead of a picture: PNGs that do not compress, about 3 bytes per pixel
+        /// (600 × 600 is about 1 MB), for measuring what large outputs cost. Default false.
+        public var noise: Bool = false
         /// The most images one call may ask for. Default 10.
         public var maxCount: Int = 10
         /// Seeds the error and latency draws. Default 0.
@@ -285,7 +288,7 @@ public final class FakeImagesServer: Sendable {
 
         let side = max(1, configuration.maxOutputSide)
         let (outWidth, outHeight) = (min(width, side), min(height, side))
-        let picture = picture(width: outWidth, height: outHeight)
+        let picture = picture(width: outWidth, height: outHeight, noise: configuration.noise)
         state.stats.images += call.count
         var json = "{\"created\":\(Int(Date().timeIntervalSince1970)),\"data\":["
         json += Array(repeating: "{\"b64_json\":\"\(picture)\"}", count: call.count).joined(separator: ",")
@@ -296,11 +299,18 @@ public final class FakeImagesServer: Sendable {
         return answer(.ok, Array(json.utf8), after: delay)
     }
 
-    /// A base64 PNG of the size, drawn once per size.
-    private func picture(width: Int, height: Int) -> String {
-        let key = "\(width)x\(height)"
+    /// A base64 PNG of the size, drawn once per size (called with the state locked).
+    private func picture(width: Int, height: Int, noise: Bool) -> String {
+        let key = "\(width)x\(height)\(noise ? "-noise" : "")"
         if let cached = pictures.withLock({ $0[key] }) { return cached }
-        let image = SimulatedPainter.paint(prompt: "fake images server", width: width, height: height, variant: 0)
+        var image = SimulatedPainter.paint(prompt: "fake images server", width: width, height: height, variant: 0)
+        if noise {
+            var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+            for index in image.pixels.indices where index % 4 != 3 {
+                state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                image.pixels[index] = UInt8(truncatingIfNeeded: state >> 56)
+            }
+        }
         let encoded = ((try? PNGCodec.encode(image, keepAlpha: false)) ?? []).base64
         pictures.withLock { $0[key] = encoded }
         return encoded

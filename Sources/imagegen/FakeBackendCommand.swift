@@ -40,6 +40,8 @@ struct FakeBackendCommand: AsyncParsableCommand {
     var imagesPerMinute: Int = 0
     @Option(help: "Largest output side drawn. Default 256.")
     var maxSide: Int = 256
+    @Flag(help: "Draw noise: PNGs that do not compress (600x600 is about 1 MB), to measure large outputs.")
+    var noise = false
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port: 0 to 65535") }
@@ -68,6 +70,7 @@ struct FakeBackendCommand: AsyncParsableCommand {
         configuration.requestsPerMinute = requestsPerMinute
         configuration.imagesPerMinute = imagesPerMinute
         configuration.maxOutputSide = maxSide
+        configuration.noise = noise
         configuration.seed = UInt64.random(in: 0...UInt64.max)
         let service = FakeBackendService(
             server: FakeImagesServer(configuration: configuration), port: port, logger: logger)

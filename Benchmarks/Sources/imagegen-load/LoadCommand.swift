@@ -50,6 +50,8 @@ struct LoadCommand: AsyncParsableCommand {
     var providerLimit: Int?
     @Option(help: "io: size of the simulated outputs, WIDTHxHEIGHT. Default 8x8 (tiny).")
     var outputSize: String = "8x8"
+    @Flag(help: "io with --backend openai: the fake server draws noise, so outputs do not compress (600x600 ≈ 1 MB).")
+    var outputNoise = false
 
     @Option(help: "Directory of the reports, charts and process logs. Default load-results.")
     var outDir: String = "load-results"
@@ -80,7 +82,7 @@ struct LoadCommand: AsyncParsableCommand {
         let options = ScenarioOptions(
             workers: workers, slots: slots.map { $0.split(separator: ",").compactMap { Int($0) } }, jobs: jobs,
             maxSeconds: maxSeconds, latencyMS: latencyMs, killEverySeconds: killEvery, outputSize: outputSize,
-            providerLimit: providerLimit, backend: backend)
+            outputNoise: outputNoise, providerLimit: providerLimit, backend: backend)
         let harness = Harness(
             options: .init(
                 redisURL: redisURL, redisPort: redisPort, imagegen: imagegen, runDirectory: "\(outDir)/logs",

@@ -21,6 +21,8 @@ struct ScenarioOptions: Sendable {
     var killEverySeconds: Double = 3
     /// Size of the outputs the simulated backend draws in io (default 8x8: tiny outputs).
     var outputSize = "8x8"
+    /// io with `--backend openai`: the fake server draws noise, so outputs do not compress.
+    var outputNoise = false
     /// ratelimit: the fake provider's own limit in images per minute (default: the budget, 600).
     var providerLimit: Int?
     /// io: `simulated` (default) or `openai` (the OpenAI backend over HTTP to the fake server).
@@ -220,9 +222,11 @@ enum Scenarios {
             ).ids
             var backendArguments = ["--backend", "simulated", "--sim-latency-ms", "\(latencyMS)"]
             if options.backend == "openai" {
-                let port = try await harness.startFakeBackend(arguments: [
-                    "--latency-ms", "\(latencyMS)", "--max-side", "64",
-                ])
+                // Outputs of --output-size (noise with --output-noise: they do not compress).
+                let sides = options.outputSize.split(separator: "x").compactMap { Int($0) }
+                let port = try await harness.startFakeBackend(
+                    arguments: ["--latency-ms", "\(latencyMS)", "--max-side", "\(sides.max() ?? 64)"]
+                        + (options.outputNoise ? ["--noise"] : []))
                 backendArguments = [
                     "--backend", "openai", "--openai-base-url", "http://127.0.0.1:\(port)/v1", "--user-in-flight-cap",
                     "0",
