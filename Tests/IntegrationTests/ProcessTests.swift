@@ -197,7 +197,7 @@ struct ProcessTests {
         #expect(lines.last?["code"] as? String == "unsupported_format")
     }
 
-    @Test("the Python client enqueues (idempotently) and a Swift worker completes its jobs")
+    @Test("the Python client enqueues (idempotently, and many at once) and a Swift worker completes its jobs")
     func pythonClient() async throws {
         let fixture = try await QueueFixture()
         defer { fixture.close() }
@@ -222,6 +222,9 @@ struct ProcessTests {
         #expect(try await fixture.queue.status(jobID: generate)?.state == .succeeded)
         #expect(try await fixture.queue.status(jobID: edit)?.state == .succeeded)
         #expect((report["outputs"] as? [String])?.count == 2)
+        let batch = try #require(report["batch"] as? [String])
+        #expect(batch.count == 2)
+        for id in batch { #expect(try await fixture.queue.status(jobID: id)?.state == .succeeded) }
     }
 }
 

@@ -105,11 +105,29 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     edit_id, created = client.enqueue(edit, idempotency_key=f"{key}-edit")
     check(created, "the edit job was not created")
 
+    # Many jobs in one call: each enqueued on its own, a refused one reported in its place.
+    batch = client.enqueue_many([
+        (dict(generate, prompt="a lighthouse at dawn"), f"{key}-batch-1", 0),
+        (invalid, None, 0),
+        (dict(generate, prompt="a lighthouse in fog"), f"{key}-batch-2", 0),
+        (generate, key, 0),
+    ])
+    check(len(batch) == 4, f"enqueue_many answered {len(batch)} results for 4 jobs")
+    check(isinstance(batch[1], ImagegenError) and batch[1].code == "invalid_job", f"the invalid job gave {batch[1]!r}")
+    batch_ids = []
+    for index in (0, 2):
+        result = batch[index]
+        check(isinstance(result, tuple) and result[1], f"batch job {index} was not created: {result!r}")
+        batch_ids.append(result[0])
+    check(batch[3] == (generate_id, False), f"the known idempotency key in a batch gave {batch[3]!r}")
+
     deadline = time.monotonic() + args.timeout
     generated = wait_succeeded(client, generate_id, deadline)
     edited = wait_succeeded(client, edit_id, deadline)
+    for job_id in batch_ids:
+        wait_succeeded(client, job_id, deadline)
     outputs = save_outputs(client, "generate", generated, out_dir) + save_outputs(client, "edit", edited, out_dir)
-    return {"generate": generate_id, "edit": edit_id, "outputs": outputs, "ok": True}
+    return {"generate": generate_id, "edit": edit_id, "batch": batch_ids, "outputs": outputs, "ok": True}
 
 
 def main() -> int:

@@ -26,7 +26,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +175,29 @@ class ImagegenClient:
         payload = json.dumps(dict(spec), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         reply = self._call("enqueue", payload, idempotency_key or "", str(max(0, int(delay_ms))))
         return _text(reply[0]), int(reply[1]) == 1
+
+    def enqueue_many(
+        self, jobs: Sequence[tuple[Mapping[str, Any], str | None, int]]
+    ) -> list[tuple[str, bool] | ImagegenError]:
+        """Enqueues up to 1,000 jobs in one call (``imagegen_v1_enqueue_many``), each exactly as
+        :meth:`enqueue` would, given as ``(spec, idempotency key or None, delay ms)``.
+
+        Returns one entry per job, in order: ``(job id, created)``, or the :class:`ImagegenError`
+        that refused that job (the others are enqueued all the same).
+        """
+        args: list[Any] = []
+        for spec, idempotency_key, delay_ms in jobs:
+            payload = json.dumps(dict(spec), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+            args += [payload, idempotency_key or "", str(max(0, int(delay_ms)))]
+        if not args:
+            return []
+        out: list[tuple[str, bool] | ImagegenError] = []
+        for reply in self._call("enqueue_many", *args):
+            if isinstance(reply, ResponseError):
+                out.append(ImagegenError.from_reply(reply) or ImagegenError("protocol_error", str(reply)))
+            else:
+                out.append((_text(reply[0]), int(reply[1]) == 1))
+        return out
 
     def status(self, job_id: str) -> dict[str, Any] | None:
         """The job's record, or ``None`` when it does not exist (or has expired).
