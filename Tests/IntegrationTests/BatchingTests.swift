@@ -161,3 +161,30 @@ struct GroupCommitTests {
         #expect(try await commit.submit(3) == 30)
     }
 }
+
+@Suite("Queue layout upgrade")
+struct QueueLayoutUpgradeTests {
+    @Test(
+        "jobs queued in the sorted sets of revisions before 16 move to the users' lists, in order, ahead of newer ones")
+    func migratesSortedSetQueues() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        let queue = fixture.queue
+        let prefix = queue.keys.prefix
+        var old: [String] = []
+        for _ in 0..<3 { old.append(try await queue.enqueue(spec("early")).jobID) }
+        // Put them back the way revisions before 16 kept them: one sorted set per tier.
+        _ = try await fixture.pool.send("DEL", "\(prefix):t:standard:q:early")
+        for id in old { _ = try await fixture.pool.send("ZADD", "\(prefix):t:standard:jobs", 0, "early\t\(id)") }
+        // New settings make the functions read them again, and move the old queue over.
+        try await queue.configure(settings)
+        let newer = try await queue.enqueue(spec("early")).jobID
+        #expect(try await fixture.pool.send("EXISTS", "\(prefix):t:standard:jobs").int == 0)
+        #expect(try await queue.stats().queuedByTier["standard"] == 4)
+        let claimed = try await queue.claim(workerID: "w", limit: 10).jobs.map(\.lease.jobID)
+        #expect(claimed == old + [newer])
+        #expect(try await fixture.keysBreakingRetention(.seconds(14 * 24 * 3600)).isEmpty)
+    }
+}

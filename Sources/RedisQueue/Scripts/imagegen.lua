@@ -15,7 +15,8 @@
 --   P:fence              STRING fencing token counter
 --   P:job:<id>           HASH   one job: spec JSON, state, lease, result      (TTL: retention)
 --   P:idem:<key>         STRING idempotency key -> job id                       (TTL: retention)
---   P:t:<tier>:jobs      ZSET   queued jobs of a tier, members "<user>\t<id>", lex order
+--   P:t:<tier>:q:<user>  LIST   a user's queued jobs of a tier, next first (revisions before 16 kept
+--                               them in one ZSET per tier, P:t:<tier>:jobs, moved over on first use)
 --   P:t:<tier>:ring      ZSET   users of a tier with queued jobs, by turn      (round robin)
 --   P:t:<tier>:parked    ZSET   users of a tier with queued jobs at their in-flight cap
 --   P:sched              HASH   turn counters and smooth weighted round-robin state
@@ -44,7 +45,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 15
+local REVISION = 16
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -119,6 +120,27 @@ local TOUCHED, SCHED, PARKED, IN_RING = {}, {}, {}, {}
 -- whether the cached table still holds; settings change only through those two functions.
 local CONFIGS, CONFIG_COUNT = {}, 0
 
+-- Moves queued jobs kept by revisions before 16 (one ZSET per tier, members "<user>\t<id>" in
+-- order) into the users' lists, in order, ahead of anything queued since. Runs with every settings
+-- load (once per queue after the library loads); finds nothing after the first time.
+local function migrate_queues(P, c)
+  for _, tier in ipairs(TIERS) do
+    local old = P .. ':t:' .. tier .. ':jobs'
+    local members = redis.call('ZRANGE', old, 0, -1)
+    for i = #members, 1, -1 do
+      local member = members[i]
+      local tab = string.find(member, '\t', 1, true)
+      if tab then
+        local user, id = string.sub(member, 1, tab - 1), string.sub(member, tab + 1)
+        local list = P .. ':t:' .. tier .. ':q:' .. user
+        redis.call('LPUSH', list, id)
+        redis.call('PEXPIRE', list, c.retention_ms)
+      end
+    end
+    if #members > 0 then redis.call('DEL', old) end
+  end
+end
+
 local function config(P)
   local rev = redis.call('HGET', P .. ':config', 'rev') or ''
   local cached = CONFIGS[P]
@@ -132,6 +154,7 @@ local function config(P)
   end
   if c.events_max_age_ms > c.retention_ms then c.events_max_age_ms = c.retention_ms end
   c.default_url = redis.call('GET', P .. ':wh:default_url') or false
+  migrate_queues(P, c)
   if CONFIG_COUNT >= 256 then CONFIGS, CONFIG_COUNT = {}, 0 end
   if not cached then CONFIG_COUNT = CONFIG_COUNT + 1 end
   CONFIGS[P] = { rev = rev, c = c }
@@ -146,7 +169,7 @@ local function tier_keys(P, tier)
   if not k then
     k = {}
     for _, t in ipairs(TIERS) do
-      k[t] = { ring = P .. ':t:' .. t .. ':ring', jobs = P .. ':t:' .. t .. ':jobs', parked = P .. ':t:' .. t .. ':parked' }
+      k[t] = { ring = P .. ':t:' .. t .. ':ring', queue = P .. ':t:' .. t .. ':q:', parked = P .. ':t:' .. t .. ':parked' }
     end
     if TIER_KEYS_COUNT >= 256 then TIER_KEYS, TIER_KEYS_COUNT = {}, 0 end
     TIER_KEYS_COUNT = TIER_KEYS_COUNT + 1
@@ -299,12 +322,13 @@ local function record_webhook(P, c, now, id, kind, eid, user, code, result, hook
   touch(P, c, P .. ':wh:wake')
 end
 
--- Puts a job (state already set to queued) into its tier's queue and its user into the ring.
-local function push_ready(P, c, id, user, tier)
+-- Puts a job (state already set to queued) into its user's queue of its tier (at the back, or at
+-- the front for a job handed back after it started) and its user into the ring.
+local function push_ready(P, c, id, user, tier, front)
   local k = tier_keys(P, tier)
-  local jobs, ring = k.jobs, k.ring
-  redis.call('ZADD', jobs, 0, user .. '\t' .. id)
-  touch(P, c, jobs)
+  local list, ring = k.queue .. user, k.ring
+  redis.call(front and 'LPUSH' or 'RPUSH', list, id)
+  touch(P, c, list)
   if IN_RING[ring .. '\t' .. user] then return end
   if not any_parked(P) or not redis.call('ZSCORE', k.parked, user) then
     redis.call('ZADD', ring, 'NX', next_turn(P, tier), user)
@@ -377,7 +401,7 @@ local function recover(P, c, now, id, why)
     return
   end
   redis.call('HSET', jk, 'state', 'queued', 'token', '', 'worker', '', 'updated_ms', now)
-  push_ready(P, c, id, user, tier)
+  push_ready(P, c, id, user, tier, true)
   emit(P, c, now, 'queued', id, user, tier, { 'reason', why, 'recoveries', recoveries })
   wake(P, c, 1)
 end
@@ -653,22 +677,18 @@ end
 -- give (ms: when a passed-over user may start).
 local function take_from_tier(P, c, now, tier, factor, skip)
   local k = tier_keys(P, tier)
-  local ring, parked, jobs = k.ring, k.parked, k.jobs
+  local ring, parked = k.ring, k.parked
   local user_wait = nil
   for _ = 1, 1000 do
     local head = redis.call('ZRANGE', ring, skip[tier], skip[tier], 'WITHSCORES')
     if #head == 0 then return nil, 'empty', user_wait end
     local user, turn = head[1], head[2]
-    -- The user's first two jobs: the one to take, and whether any stays behind it.
-    local firsts = redis.call('ZRANGEBYLEX', jobs, '[' .. user .. '\t', '(' .. user .. '\t\255', 'LIMIT', 0, 2)
+    local list = k.queue .. user
     local at_cap = false
-    if #firsts > 0 and c.user_inflight_cap > 0 then
+    if c.user_inflight_cap > 0 then
       at_cap = tonumber(redis.call('HGET', P .. ':inflight', user) or '0') >= c.user_inflight_cap
     end
-    if #firsts == 0 then
-      redis.call('ZREM', ring, user)
-      IN_RING[ring .. '\t' .. user] = nil
-    elseif at_cap then
+    if at_cap then
       redis.call('ZREM', ring, user)
       IN_RING[ring .. '\t' .. user] = nil
       redis.call('ZADD', parked, turn, user)
@@ -680,24 +700,31 @@ local function take_from_tier(P, c, now, tier, factor, skip)
         skip[tier] = skip[tier] + 1
         if user_wait == nil or user_tat < user_wait then user_wait = user_tat end
       else
-        local member = firsts[1]
-        local id = string.sub(member, #user + 2)
-        local job = redis.call('HMGET', P .. ':job:' .. id, 'state', 'cost', 'attempts', 'recoveries', 'spec')
-        if job[1] == 'queued' then
-          local admitted, wait = admit(P, c, now, tonumber(job[2] or '1') or 1, factor)
-          if not admitted then return nil, 'budget', wait end
-          user_spend(P, now, user, user_tat)
-        end
-        redis.call('ZREM', jobs, member)
-        -- The user goes to the back of the ring, or leaves it when it has nothing more queued.
-        if #firsts > 1 then
-          redis.call('ZADD', ring, next_turn(P, tier), user)
-        else
+        local id = redis.call('LPOP', list)
+        if not id then
           redis.call('ZREM', ring, user)
           IN_RING[ring .. '\t' .. user] = nil
+        else
+          local job = redis.call('HMGET', P .. ':job:' .. id, 'state', 'cost', 'attempts', 'recoveries', 'spec')
+          if job[1] == 'queued' then
+            local admitted, wait = admit(P, c, now, tonumber(job[2] or '1') or 1, factor)
+            if not admitted then
+              -- The job keeps its place.
+              redis.call('LPUSH', list, id)
+              return nil, 'budget', wait
+            end
+            user_spend(P, now, user, user_tat)
+          end
+          -- The user goes to the back of the ring, or leaves it when it has nothing more queued.
+          if redis.call('LLEN', list) > 0 then
+            redis.call('ZADD', ring, next_turn(P, tier), user)
+          else
+            redis.call('ZREM', ring, user)
+            IN_RING[ring .. '\t' .. user] = nil
+          end
+          if job[1] == 'queued' then return id, user, job end
+          -- An expired or otherwise settled job: skip it.
         end
-        if job[1] == 'queued' then return id, user, job end
-        -- An expired or otherwise settled job: skip it.
       end
     end
   end
@@ -970,7 +997,7 @@ local function release(keys, args)
   local now = now_ms()
   leave_active(P, c, id, job.user)
   redis.call('HSET', job.jk, 'state', 'queued', 'token', '', 'worker', '', 'updated_ms', now)
-  push_ready(P, c, id, job.user, job.tier)
+  push_ready(P, c, id, job.user, job.tier, true)
   emit(P, c, now, 'queued', id, job.user, job.tier, { 'reason', 'released' })
   wake(P, c, 1)
   return 1
@@ -989,7 +1016,7 @@ local function cancel(keys, args)
   if STATES_TERMINAL[state] then return 'already_' .. state end
   local now = now_ms()
   if state == 'queued' then
-    redis.call('ZREM', P .. ':t:' .. tier .. ':jobs', user .. '\t' .. id)
+    redis.call('LREM', tier_keys(P, tier).queue .. user, 1, id)
   elseif state == 'delayed' then
     redis.call('ZREM', P .. ':delayed', id)
   elseif state == 'active' then
@@ -1045,7 +1072,7 @@ local function erase_job(P, c, now, id)
   local state, user, tier = job[1], job[2], job[3]
   if not state then return -1 end
   if state == 'queued' then
-    redis.call('ZREM', P .. ':t:' .. tier .. ':jobs', user .. '\t' .. id)
+    if TIER_SET[tier] then redis.call('LREM', tier_keys(P, tier).queue .. user, 1, id) end
   elseif state == 'delayed' then
     redis.call('ZREM', P .. ':delayed', id)
   elseif state == 'active' then
@@ -1108,15 +1135,14 @@ local function purge_user(keys, args)
   local now = now_ms()
   local history = P .. ':u:' .. user .. ':jobs'
   local ids = redis.call('ZRANGE', history, 0, -1)
-  -- Queued entries not in the history (written before it existed) are found through the tiers.
+  -- Queued jobs not in the history (written before it existed) are found through the tiers.
   for _, tier in ipairs(TIERS) do
-    local jobs = P .. ':t:' .. tier .. ':jobs'
-    for _, member in ipairs(redis.call('ZRANGEBYLEX', jobs, '[' .. user .. '\t', '(' .. user .. '\t\255')) do
-      ids[#ids + 1] = string.sub(member, #user + 2)
-      redis.call('ZREM', jobs, member)
-    end
-    redis.call('ZREM', P .. ':t:' .. tier .. ':ring', user)
-    redis.call('ZREM', P .. ':t:' .. tier .. ':parked', user)
+    local k = tier_keys(P, tier)
+    local list = k.queue .. user
+    for _, id in ipairs(redis.call('LRANGE', list, 0, -1)) do ids[#ids + 1] = id end
+    redis.call('DEL', list)
+    redis.call('ZREM', k.ring, user)
+    redis.call('ZREM', k.parked, user)
   end
   local jobs_deleted, keys_deleted = 0, 0
   local seen = {}
@@ -1203,11 +1229,12 @@ local function throttle(keys, args)
   redis.call('HSET', job.jk, 'state', 'queued', 'token', '', 'worker', '', 'updated_ms', now,
     'error_code', args[5] or '', 'error_message', args[6] or '')
   local tier = job.tier
-  local jobs = P .. ':t:' .. tier .. ':jobs'
-  redis.call('ZADD', jobs, 0, job.user .. '\t' .. id)
-  touch(P, c, jobs)
-  if not redis.call('ZSCORE', P .. ':t:' .. tier .. ':parked', job.user) then
-    local ring = P .. ':t:' .. tier .. ':ring'
+  local k = tier_keys(P, tier)
+  local list = k.queue .. job.user
+  redis.call('LPUSH', list, id)
+  touch(P, c, list)
+  if not redis.call('ZSCORE', k.parked, job.user) then
+    local ring = k.ring
     local head = redis.call('ZRANGE', ring, 0, 0, 'WITHSCORES')
     local turn = #head > 0 and tonumber(head[2]) - 1 or next_turn(P, tier)
     redis.call('ZADD', ring, 'LT', turn, job.user)
@@ -1371,10 +1398,16 @@ local function stats(keys, args)
   local now = now_ms()
   local out = {}
   local oldest = nil
+  -- Queued jobs per tier: the lengths of the queues of the users in its ring or parked (one LLEN
+  -- per user with queued jobs).
   for _, tier in ipairs(TIERS) do
-    local jobs = P .. ':t:' .. tier .. ':jobs'
+    local k = tier_keys(P, tier)
+    local queued = 0
+    for _, set in ipairs({ k.ring, k.parked }) do
+      for _, user in ipairs(redis.call('ZRANGE', set, 0, -1)) do queued = queued + redis.call('LLEN', k.queue .. user) end
+    end
     out[#out + 1] = 'queued_' .. tier
-    out[#out + 1] = redis.call('ZCARD', jobs)
+    out[#out + 1] = queued
   end
   out[#out + 1] = 'delayed'
   out[#out + 1] = redis.call('ZCARD', P .. ':delayed')
@@ -1384,13 +1417,13 @@ local function stats(keys, args)
   out[#out + 1] = redis.call('ZCARD', P .. ':dead')
   out[#out + 1] = 'workers'
   out[#out + 1] = redis.call('ZCOUNT', P .. ':workers', now - c.worker_timeout_ms, '+inf')
-  -- The oldest queued job: job ids grow with time, so the smallest id of each tier's head users.
+  -- The oldest queued job: the oldest first job of each tier's head users.
   for _, tier in ipairs(TIERS) do
-    local heads = redis.call('ZRANGE', P .. ':t:' .. tier .. ':ring', 0, 20)
-    for _, user in ipairs(heads) do
-      local first = redis.call('ZRANGEBYLEX', P .. ':t:' .. tier .. ':jobs', '[' .. user .. '\t', '(' .. user .. '\t\255', 'LIMIT', 0, 1)
-      if #first > 0 then
-        local created = tonumber(redis.call('HGET', P .. ':job:' .. string.sub(first[1], #user + 2), 'created_ms') or now)
+    local k = tier_keys(P, tier)
+    for _, user in ipairs(redis.call('ZRANGE', k.ring, 0, 20)) do
+      local first = redis.call('LINDEX', k.queue .. user, 0)
+      if first then
+        local created = tonumber(redis.call('HGET', P .. ':job:' .. first, 'created_ms') or now)
         if oldest == nil or created < oldest then oldest = created end
       end
     end
