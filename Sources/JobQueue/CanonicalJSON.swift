@@ -38,6 +38,12 @@ struct CanonicalJSONWriter {
     /// A JSON string: `"` and `\` escaped, control characters as `\b \f \n \r \t` or `\u00xx`.
     mutating func string(_ value: String) {
         bytes.append(UInt8(ascii: "\""))
+        // The usual string needs no escape: its bytes go in as they are.
+        if !value.utf8.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+            bytes.append(contentsOf: value.utf8)
+            bytes.append(UInt8(ascii: "\""))
+            return
+        }
         for byte in value.utf8 {
             switch byte {
             case UInt8(ascii: "\""): bytes.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
