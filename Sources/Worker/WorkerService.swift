@@ -11,7 +11,9 @@ import Storage
 /// Lifecycle, in order:
 /// 1. the lease renewer thread starts; a listener stops jobs canceled elsewhere;
 /// 2. the claim loop claims up to the free slots, and when nothing is claimable blocks in
-///    the queue's wake-up wait (no polling);
+///    the queue's wake-up wait (no polling) with its next claim pipelined behind the wait; a
+///    slot whose job succeeds claims its next job with the completion and runs it at once, so a
+///    busy worker's slots refill without the claim loop;
 /// 3. on graceful shutdown (SIGTERM/SIGINT through `ServiceGroup`) it stops claiming, lets
 ///    running jobs finish for ``WorkerConfiguration/drainGracePeriod``, then stops the rest,
 ///    which hand their jobs back at once; the renewer stops last and the worker unregisters.
