@@ -17,7 +17,8 @@ public struct QueueSettings: Sendable, Equatable {
     public var maxPayloadBytes: Int = 65_536
     /// How long a lease lasts without a heartbeat. Default 30 s.
     public var lease: Duration = .seconds(30)
-    /// Jobs one user may have running at once (0: no cap). Default 4.
+    /// Jobs one user may have running at once (0: no cap). Default 4. Running jobs are counted only
+    /// while a cap is set: a cap set on a busy queue counts the jobs claimed from then on.
     public var userInFlightCap: Int = 4
     /// Jobs running at once across all workers (0: no cap). Default 0.
     public var globalInFlightCap: Int = 0

@@ -128,6 +128,27 @@ struct BatchingTests {
     }
 }
 
+@Suite("Per-user cap switched on")
+struct InFlightCountTests {
+    @Test("a job claimed while the cap was off does not uncount one claimed after it was set")
+    func countsOnlyCountedJobs() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        let queue = fixture.queue
+        for _ in 0..<4 { _ = try await queue.enqueue(spec("capped")) }
+        let uncounted = try #require(try await queue.claim(workerID: "w", limit: 1).jobs.first)
+        settings.userInFlightCap = 1
+        try await queue.configure(settings)
+        // One running job counts now; the one claimed before the cap does not.
+        #expect(try await queue.claim(workerID: "w", limit: 5).jobs.count == 1)
+        try await queue.complete(uncounted.lease, result: emptyResult)
+        // Its end leaves the counted job's count alone: the user is still at its cap.
+        #expect(try await queue.claim(workerID: "w", limit: 5).jobs.isEmpty)
+    }
+}
+
 @Suite("Group commit")
 struct GroupCommitTests {
     @Test("calls that arrive while a batch is on the wire go together in the next; errors reach their batch only")

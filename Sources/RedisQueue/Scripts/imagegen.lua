@@ -20,7 +20,7 @@
 --   P:t:<tier>:ring      ZSET   users of a tier with queued jobs, by turn      (round robin)
 --   P:t:<tier>:parked    ZSET   users of a tier with queued jobs at their in-flight cap
 --   P:sched              HASH   turn counters and smooth weighted round-robin state
---   P:inflight           HASH   user -> jobs active now
+--   P:inflight           HASH   user -> jobs active now, counted while the per-user cap is on
 --   P:active             ZSET   job id -> lease deadline (ms)
 --   P:delayed            ZSET   job id -> due time (ms)
 --   P:workers            ZSET   worker id -> last heartbeat (ms)
@@ -45,7 +45,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 16
+local REVISION = 17
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -357,12 +357,15 @@ local function unpark(P, c, user)
   return moved
 end
 
--- Ends a job's time as active: lease, in-flight count, parking. Returns true when a parked user
--- went back to a ring (a job became claimable).
-local function leave_active(P, c, id, user)
+-- Ends a job's time as active: lease, in-flight count (when the job was counted: its `counted`
+-- field is '0' when it was claimed while the per-user cap was off), parking. Returns true when a
+-- parked user went back to a ring (a job became claimable).
+local function leave_active(P, c, id, user, counted)
   redis.call('ZREM', P .. ':active', id)
-  local left = redis.call('HINCRBY', P .. ':inflight', user, -1)
-  if left <= 0 then redis.call('HDEL', P .. ':inflight', user) end
+  if counted ~= '0' then
+    local left = redis.call('HINCRBY', P .. ':inflight', user, -1)
+    if left <= 0 then redis.call('HDEL', P .. ':inflight', user) end
+  end
   return unpark(P, c, user)
 end
 
@@ -388,13 +391,13 @@ end
 -- or dies as poisoned after too many such recoveries. Not counted as an attempt.
 local function recover(P, c, now, id, why)
   local jk = P .. ':job:' .. id
-  local job = redis.call('HMGET', jk, 'state', 'user', 'tier')
+  local job = redis.call('HMGET', jk, 'state', 'user', 'tier', 'counted')
   if job[1] ~= 'active' then
     redis.call('ZREM', P .. ':active', id)
     return
   end
   local user, tier = job[2], job[3]
-  leave_active(P, c, id, user)
+  leave_active(P, c, id, user, job[4])
   local recoveries = redis.call('HINCRBY', jk, 'recoveries', 1)
   if recoveries > c.max_recoveries then
     bury(P, c, now, id, user, tier, 'poisoned', 'the job was running on a worker that died ' .. recoveries .. ' times')
@@ -675,14 +678,22 @@ end
 -- Returns the job id, user and fields (state, cost, attempts, recoveries, spec); or nil, 'budget',
 -- ms when a backend budget said not yet; or nil, 'empty', ms or nil when the tier has nothing to
 -- give (ms: when a passed-over user may start).
-local function take_from_tier(P, c, now, tier, factor, skip)
+local function take_from_tier(P, c, now, tier, factor, skip, heads, batch)
   local k = tier_keys(P, tier)
   local ring, parked = k.ring, k.parked
   local user_wait = nil
   for _ = 1, 1000 do
-    local head = redis.call('ZRANGE', ring, skip[tier], skip[tier], 'WITHSCORES')
-    if #head == 0 then return nil, 'empty', user_wait end
-    local user, turn = head[1], head[2]
+    -- The ring's head users are read `batch` at a time: each one handled leaves the head (taken
+    -- to the back, parked, removed, or passed over with skip), so the next of the batch is the
+    -- next head, and users sent to the back come round again only after the batch.
+    local read = heads[tier]
+    if read == nil or read.pos > #read.list then
+      read = { list = redis.call('ZRANGE', ring, skip[tier], skip[tier] + batch - 1, 'WITHSCORES'), pos = 1 }
+      heads[tier] = read
+    end
+    if #read.list == 0 then return nil, 'empty', user_wait end
+    local user, turn = read.list[read.pos], read.list[read.pos + 1]
+    read.pos = read.pos + 2
     local list = k.queue .. user
     local at_cap = false
     if c.user_inflight_cap > 0 then
@@ -760,6 +771,7 @@ local function claim_jobs(P, c, now, worker, want)
   local claimed = 0
   local admission_wait = gate_wait
   local skip = { pro = 0, standard = 0, free = 0 }
+  local heads = {}
   local now_s = string.format('%d', now)
   local lease_s = string.format('%d', now + c.lease_ms)
   local active = {}
@@ -767,7 +779,7 @@ local function claim_jobs(P, c, now, worker, want)
   while claimed < want do
     local tier = pick_tier(P, c, eligible)
     if tier == nil then break end
-    local id, user, job = take_from_tier(P, c, now, tier, factor, skip)
+    local id, user, job = take_from_tier(P, c, now, tier, factor, skip, heads, want - claimed)
     if id == nil and user == 'budget' then
       -- A backend budget is spent: nothing more this call, whatever the tier.
       admission_wait = job
@@ -785,12 +797,17 @@ local function claim_jobs(P, c, now, worker, want)
       local token = string.format('%d', token_next)
       token_next = token_next + 1
       local attempt = (tonumber(job[3]) or 0) + 1
+      -- Jobs running per user are counted only while the per-user cap is on (nothing else reads
+      -- them); the job remembers whether it was, so its end undoes exactly what its claim did.
+      local counted = c.user_inflight_cap > 0 and '1' or '0'
       redis.call('HSET', P .. ':job:' .. id, 'state', 'active', 'token', token, 'worker', worker,
-        'lease_until', lease_s, 'started_ms', now_s, 'updated_ms', now_s, 'stage', '')
+        'lease_until', lease_s, 'started_ms', now_s, 'updated_ms', now_s, 'stage', '', 'counted', counted)
       active[#active + 1] = lease_s
       active[#active + 1] = id
-      redis.call('HINCRBY', P .. ':inflight', user, 1)
-      touch(P, c, P .. ':inflight')
+      if counted == '1' then
+        redis.call('HINCRBY', P .. ':inflight', user, 1)
+        touch(P, c, P .. ':inflight')
+      end
       emit(P, c, now, 'started', id, user, tier, { 'worker', worker, 'attempt', attempt })
       reply[#reply + 1] = id
       reply[#reply + 1] = token
@@ -829,11 +846,11 @@ end
 -- Loads a job for a state change by its lease holder. Returns the fields or an error reply.
 local function fenced(P, id, token)
   local jk = P .. ':job:' .. id
-  local job = redis.call('HMGET', jk, 'state', 'token', 'user', 'tier', 'hook')
+  local job = redis.call('HMGET', jk, 'state', 'token', 'user', 'tier', 'hook', 'counted')
   if job[1] ~= 'active' or job[2] ~= token then
     return nil, fail('fenced', 'job ' .. id .. ' is not held by this lease (state ' .. tostring(job[1] or 'missing') .. ')')
   end
-  return { jk = jk, user = job[3], tier = job[4], hook = job[5] }
+  return { jk = jk, user = job[3], tier = job[4], hook = job[5], counted = job[6] }
 end
 
 -- heartbeat: ARGV = worker id, then job id, token pairs
@@ -898,7 +915,7 @@ local function complete_one(P, c, now, id, token, result)
   local at = now == EMIT_NOW and EMIT_AT or string.format('%d', now)
   redis.call('HSET', job.jk, 'state', 'succeeded', 'result', result, 'token', '', 'updated_ms', at, 'finished_ms', at)
   touch(P, c, job.jk)
-  local unparked = leave_active(P, c, id, job.user)
+  local unparked = leave_active(P, c, id, job.user, job.counted)
   local eid = emit(P, c, now, 'succeeded', id, job.user, job.tier, { 'result', result })
   record_webhook(P, c, now, id, 'succeeded', eid, job.user, '', result, job.hook or false)
   return 1, unparked
@@ -958,7 +975,7 @@ local function fail_job(keys, args)
   local job, err = fenced(P, id, args[2])
   if not job then return err end
   local now = now_ms()
-  leave_active(P, c, id, job.user)
+  leave_active(P, c, id, job.user, job.counted)
   local attempts = tonumber(redis.call('HGET', job.jk, 'attempts') or '0')
   if spend then attempts = redis.call('HINCRBY', job.jk, 'attempts', 1) end
   redis.call('HSET', job.jk, 'token', '', 'error_code', code, 'error_message', message, 'updated_ms', now)
@@ -995,7 +1012,7 @@ local function release(keys, args)
   local job, err = fenced(P, id, args[2])
   if not job then return err end
   local now = now_ms()
-  leave_active(P, c, id, job.user)
+  leave_active(P, c, id, job.user, job.counted)
   redis.call('HSET', job.jk, 'state', 'queued', 'token', '', 'worker', '', 'updated_ms', now)
   push_ready(P, c, id, job.user, job.tier, true)
   emit(P, c, now, 'queued', id, job.user, job.tier, { 'reason', 'released' })
@@ -1010,7 +1027,7 @@ local function cancel(keys, args)
   local c = config(P)
   local id = args[1]
   local jk = P .. ':job:' .. id
-  local job = redis.call('HMGET', jk, 'state', 'user', 'tier')
+  local job = redis.call('HMGET', jk, 'state', 'user', 'tier', 'counted')
   local state, user, tier = job[1], job[2], job[3]
   if not state then return 'missing' end
   if STATES_TERMINAL[state] then return 'already_' .. state end
@@ -1020,7 +1037,7 @@ local function cancel(keys, args)
   elseif state == 'delayed' then
     redis.call('ZREM', P .. ':delayed', id)
   elseif state == 'active' then
-    leave_active(P, c, id, user)
+    leave_active(P, c, id, user, job[4])
     redis.call('PUBLISH', P .. ':cancel', id)
     wake(P, c, 1)
   end
@@ -1068,7 +1085,7 @@ end
 -- Returns the number of keys deleted, or -1 when the job does not exist.
 local function erase_job(P, c, now, id)
   local jk = P .. ':job:' .. id
-  local job = redis.call('HMGET', jk, 'state', 'user', 'tier', 'idem', 'spec')
+  local job = redis.call('HMGET', jk, 'state', 'user', 'tier', 'idem', 'spec', 'counted')
   local state, user, tier = job[1], job[2], job[3]
   if not state then return -1 end
   if state == 'queued' then
@@ -1076,7 +1093,7 @@ local function erase_job(P, c, now, id)
   elseif state == 'delayed' then
     redis.call('ZREM', P .. ':delayed', id)
   elseif state == 'active' then
-    leave_active(P, c, id, user)
+    leave_active(P, c, id, user, job[6])
     redis.call('PUBLISH', P .. ':cancel', id)
   elseif state == 'dead' then
     redis.call('ZREM', P .. ':dead', id)
@@ -1225,7 +1242,7 @@ local function throttle(keys, args)
   if id == nil or id == '' then return out end
   local job, err = fenced(P, id, args[4] or '')
   if not job then return err end
-  leave_active(P, c, id, job.user)
+  leave_active(P, c, id, job.user, job.counted)
   redis.call('HSET', job.jk, 'state', 'queued', 'token', '', 'worker', '', 'updated_ms', now,
     'error_code', args[5] or '', 'error_message', args[6] or '')
   local tier = job.tier
