@@ -72,11 +72,17 @@ public struct ImageResponse: Sendable {
     /// Tokens the provider billed, when it says.
     public var inputTokens: Int?
     public var outputTokens: Int?
+    /// The backend's memory the images stand for, held until they are stored: release it then
+    /// (dropping the response releases it too). Nil when the backend keeps no such budget.
+    public var memory: Budget.Reservation?
 
-    public init(images: [GeneratedImage], inputTokens: Int? = nil, outputTokens: Int? = nil) {
+    public init(
+        images: [GeneratedImage], inputTokens: Int? = nil, outputTokens: Int? = nil, memory: Budget.Reservation? = nil
+    ) {
         self.images = images
         self.inputTokens = inputTokens
         self.outputTokens = outputTokens
+        self.memory = memory
     }
 }
 

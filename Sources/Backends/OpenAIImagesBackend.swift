@@ -10,8 +10,9 @@ import NIOHTTP1
 /// ``ImageRequest/Kind/edit`` posts `multipart/form-data` to `{baseURL}/images/edits` with one
 /// `image[]` part per input and the optional `mask`. Bodies come from ``OpenAIRequestBody``; error
 /// answers and transport failures are classified by ``OpenAIErrorClassifier``. The answer's
-/// `b64_json` images are decoded off the cooperative pool and their size and format read from the
-/// image header.
+/// `b64_json` images are decoded off the cooperative pool by ``OpenAIAnswerDecoder`` and their size
+/// and format read from the image header. Answers are read under a memory budget
+/// (``Configuration/answerMemoryBytes``) held until the job's outputs are stored.
 ///
 /// Each backend owns one `HTTPClient` on the shared NIO event loop group: call ``shutdown()``
 /// once it is no longer used. Canceling the calling task aborts the HTTP request at once (AsyncHTTPClient
@@ -42,6 +43,15 @@ public struct OpenAIImagesBackend: ImageModelBackend {
         /// Connections kept to the provider at once, so that as many calls as the worker has
         /// slots can be in flight (HTTP/1.1 runs one call per connection). Default 256.
         public var maxConnections: Int = 256
+        /// The answer bytes held in memory at once, across every call: an answer is read only once
+        /// its `Content-Length` fits, and its share is held until the job's outputs are stored
+        /// (``ImageResponse/memory``). An answer waiting for its turn keeps at most what the
+        /// connection read with its head (up to 256 KiB); the rest stays in the socket. An answer
+        /// larger than the budget is read alone; one without a length counts as 4 MiB. Decoding and
+        /// storing an answer takes a few milliseconds, so a small budget still moves hundreds of
+        /// megabyte answers a second; each MiB of budget costs about 5 MiB of peak memory (copies
+        /// on the way to Redis, and the allocator's slack). Default 4 MiB.
+        public var answerMemoryBytes: Int = 4 << 20
 
         /// Creates a configuration; every argument but the key defaults to the documented default.
         public init(
@@ -77,6 +87,7 @@ public struct OpenAIImagesBackend: ImageModelBackend {
     public let configuration: Configuration
     private let client: HTTPClient
     private let pool: BlockingThreadPool
+    private let answerMemory: Budget
 
     /// `openai`.
     public var name: String { "openai" }
@@ -94,6 +105,7 @@ public struct OpenAIImagesBackend: ImageModelBackend {
         clientConfiguration.connectionPool.retryConnectionEstablishment = false
         self.client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: clientConfiguration)
         self.pool = BlockingThreadPool(threads: 1)
+        self.answerMemory = Budget(capacity: configuration.answerMemoryBytes)
     }
 
     /// Closes the HTTP client's connections. Call once, after the last ``generate(_:)``.
@@ -113,12 +125,15 @@ public struct OpenAIImagesBackend: ImageModelBackend {
             throw BackendError(.invalidRequest, "an edit needs an input image")
         }
         let httpRequest = makeRequest(request)
-        let (status, headers, body) = try await call(httpRequest)
-        guard (200..<300).contains(status) else {
-            throw OpenAIErrorClassifier.classify(status: status, body: body, headers: headers)
+        let answer = try await call(httpRequest)
+        guard (200..<300).contains(answer.status) else {
+            throw OpenAIErrorClassifier.classify(status: answer.status, body: answer.body, headers: answer.headers)
         }
         do {
-            return try await pool.run { try Self.decodeResponse(body) }
+            let body = answer.body
+            var response = try await pool.run { try OpenAIAnswerDecoder.decode(body) }
+            response.memory = answer.memory
+            return response
         } catch is CancellationError {
             throw BackendError(.canceled, "the request was canceled")
         }
@@ -152,19 +167,41 @@ public struct OpenAIImagesBackend: ImageModelBackend {
         return httpRequest
     }
 
-    /// Executes the request and reads the whole answer within ``Configuration/requestTimeout``.
-    private func call(_ request: HTTPClientRequest) async throws -> (Int, HTTPHeaders, [UInt8]) {
+    /// A whole answer, and its share of the answer memory.
+    private struct Answer: Sendable {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: [UInt8]
+        var memory: Budget.Reservation
+    }
+
+    /// Executes the request and reads the whole answer within ``Configuration/requestTimeout``,
+    /// once its share of ``Configuration/answerMemoryBytes`` is free.
+    private func call(_ request: HTTPClientRequest) async throws -> Answer {
         let timeout = configuration.requestTimeout
         let limit = configuration.maxResponseBytes
         let client = self.client
+        let answerMemory = self.answerMemory
         do {
             // The request timeout covers the body too: AsyncHTTPClient's own deadline ends with the head.
-            return try await withThrowingTaskGroup(of: (Int, HTTPHeaders, [UInt8])?.self) { group in
+            return try await withThrowingTaskGroup(of: Answer?.self) { group in
                 group.addTask {
                     let response = try await client.execute(
                         request, timeout: .nanoseconds(Self.nanoseconds(timeout) + 1_000_000_000))
-                    let buffer = try await response.body.collect(upTo: limit)
-                    return (Int(response.status.code), response.headers, Array(buffer.readableBytesView))
+                    let length = response.headers.first(name: "content-length").flatMap { Int($0) }
+                    if let length, length > limit { throw NIOTooManyBytesError(maxBytes: limit) }
+                    // Until the share is free the body is not read: it waits in the socket.
+                    let memory = try await answerMemory.reserve(length ?? Self.unknownLengthShare)
+                    var body: [UInt8] = []
+                    body.reserveCapacity(length ?? 0)
+                    for try await chunk in response.body {
+                        guard body.count + chunk.readableBytes <= limit else {
+                            throw NIOTooManyBytesError(maxBytes: limit)
+                        }
+                        body.append(contentsOf: chunk.readableBytesView)
+                    }
+                    return Answer(
+                        status: Int(response.status.code), headers: response.headers, body: body, memory: memory)
                 }
                 group.addTask {
                     try await Task.sleep(for: timeout)
@@ -181,46 +218,8 @@ public struct OpenAIImagesBackend: ImageModelBackend {
         }
     }
 
-    private struct Answer: Decodable {
-        struct Item: Decodable {
-            var b64_json: String?
-        }
-        struct Usage: Decodable {
-            var input_tokens: Int?
-            var output_tokens: Int?
-        }
-        var data: [Item]
-        var usage: Usage?
-    }
-
-    /// Decodes `{"data":[{"b64_json":..}], "usage":{..}}`; runs on the pool.
-    static func decodeResponse(_ body: [UInt8]) throws -> ImageResponse {
-        let answer: Answer
-        do {
-            answer = try JSONDecoder().decode(Answer.self, from: Data(body))
-        } catch {
-            throw BackendError(.unavailable, "the provider's answer is not the expected JSON")
-        }
-        guard !answer.data.isEmpty else { throw BackendError(.unavailable, "the provider's answer has no images") }
-        var images: [GeneratedImage] = []
-        for (index, item) in answer.data.enumerated() {
-            guard let text = item.b64_json, let data = Data(base64Encoded: text) else {
-                throw BackendError(.unavailable, "image \(index) of the provider's answer is not base64 data")
-            }
-            let bytes = Array(data)
-            let header: ImageHeader
-            do {
-                header = try ImageHeader(reading: bytes)
-            } catch {
-                throw BackendError(.unavailable, "image \(index) of the provider's answer is not a PNG or JPEG")
-            }
-            images.append(
-                GeneratedImage(bytes: bytes, format: header.format.rawValue, width: header.width, height: header.height)
-            )
-        }
-        return ImageResponse(
-            images: images, inputTokens: answer.usage?.input_tokens, outputTokens: answer.usage?.output_tokens)
-    }
+    /// The share of the answer memory taken by an answer without `Content-Length`.
+    static let unknownLengthShare = 4 << 20
 
     private static func nanoseconds(_ duration: Duration) -> Int64 {
         let (seconds, attoseconds) = duration.components

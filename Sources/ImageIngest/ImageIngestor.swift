@@ -52,14 +52,14 @@ public struct NormalizationOptions: Sendable, Hashable {
 /// Trailing bytes after a JPEG's end marker or a PNG's `IEND` are ignored (they are never part of
 /// the output). The codec work runs on the ingestor's own ``BlockingThreadPool``, never on Swift's
 /// cooperative pool; its thread count bounds how many images are decoded at once, and a
-/// ``PixelBudget`` bounds how many pixels (so how much memory).
+/// ``Budget`` bounds how many pixels (so how much memory).
 public struct ImageIngestor: Sendable {
     /// The limits applied to every input.
     public let limits: IngestLimits
     /// How accepted images are normalized.
     public let normalization: NormalizationOptions
     /// The pixels decoded at once, across every call.
-    public let pixelBudget: PixelBudget
+    public let pixelBudget: Budget
     private let pool: BlockingThreadPool
 
     /// The default ``pixelBudget``: 80 megapixels, two images at the largest default size.
@@ -74,7 +74,7 @@ public struct ImageIngestor: Sendable {
     ) {
         self.limits = limits
         self.normalization = normalization
-        self.pixelBudget = PixelBudget(capacity: pixelBudget)
+        self.pixelBudget = Budget(capacity: pixelBudget)
         self.pool = BlockingThreadPool(threads: threads)
     }
 
@@ -103,7 +103,7 @@ public struct ImageIngestor: Sendable {
         // The declared size, read from the header alone: what the decode will cost at most (an
         // image over the limits is refused before any pixel is decoded).
         let pixels = (try? ImageHeader(reading: bytes)).map { min($0.width * $0.height, limits.maxPixels) } ?? 1
-        return try await pixelBudget.withPixels(pixels) {
+        return try await pixelBudget.withUnits(pixels) {
             try await pool.run {
                 try Self.normalize(bytes, role: role, limits: limits, normalization: normalization)
             }

@@ -99,9 +99,7 @@ struct JobRunner: Sendable {
                 logger.info("job stopped", metadata: ["job.stop_reason": "\(reason.rawValue)"])
                 // A canceled or purged job may have stored some outputs before the stop arrived.
                 // (A lost lease means another worker may be writing the same keys: leave them.)
-                if reason == .canceled, let state = try? await queue.status(of: job.lease.jobID),
-                    state == nil || state == .canceled
-                {
+                if reason == .canceled, await isGoneOrCanceled(job.lease.jobID) {
                     _ = try? await blobs.delete(outputKeys(job))
                 }
             case .shutdown:
@@ -130,6 +128,16 @@ struct JobRunner: Sendable {
         } catch {
             logger.warning(
                 "could not report the failure; the job returns after its lease", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Whether the job no longer exists (purged) or was canceled; false when Redis cannot say.
+    private func isGoneOrCanceled(_ jobID: String) async -> Bool {
+        do {
+            let state = try await queue.status(of: jobID)
+            return state == nil || state == .canceled
+        } catch {
+            return false
         }
     }
 
@@ -204,6 +212,8 @@ struct JobRunner: Sendable {
                     key: key, format: image.format, width: image.width, height: image.height, bytes: image.bytes.count))
         }
         let storeTime = clock.now - storeStart
+        // Stored: the backend may read the next answer into the memory these images took.
+        response.memory?.release()
         return JobResult(
             outputs: outputs,
             usage: .init(

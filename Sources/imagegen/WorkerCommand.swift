@@ -219,6 +219,11 @@ struct WorkerOptions: ParsableArguments {
     var openaiApiKeyFile: String?
     @Option(help: "OpenAI backend: seconds a whole call may take. Default 300.")
     var openaiTimeoutSeconds: Double = 300
+    @Option(
+        help:
+            "OpenAI backend: MiB of answers held at once, from reading one until its outputs are stored. Default 4."
+    )
+    var openaiAnswerMemoryMb: Int = 4
     @Option(help: "Model used when a job names none. Default simulated-1, or gpt-image-1 with --backend openai.")
     var model: String?
     @Option(help: "Simulated backend: mean latency in milliseconds. Default 300.")
@@ -257,6 +262,7 @@ struct WorkerOptions: ParsableArguments {
                 "--max-upload-bytes, --max-upload-pixels, --max-side, --ingest-threads and --ingest-pixel-budget must be positive"
             )
         }
+        guard openaiAnswerMemoryMb >= 1 else { throw ValidationError("--openai-answer-memory-mb must be at least 1") }
         guard backend == "simulated" || backend == "openai" else {
             throw ValidationError("--backend: simulated or openai")
         }
@@ -316,6 +322,7 @@ struct WorkerOptions: ParsableArguments {
             var configuration = OpenAIImagesBackend.Configuration(
                 baseURL: openaiBaseUrl, apiKey: key, requestTimeout: .milliseconds(Int64(openaiTimeoutSeconds * 1000)))
             configuration.maxConnections = max(slots, 8)  // one connection per call in flight
+            configuration.answerMemoryBytes = openaiAnswerMemoryMb << 20
             let backend = OpenAIImagesBackend(configuration: configuration)
             return (backend, { await backend.shutdown() })
         }

@@ -7,6 +7,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import RedisQueue
+import Synchronization
 import Testing
 
 @testable import Backends
@@ -260,6 +261,29 @@ struct OpenAIBackendHTTPTests {
             #expect((response.inputTokens ?? 0) > 0)
             #expect((response.outputTokens ?? 0) > 0)
             #expect(server.stats.images == 2)
+        }
+    }
+
+    @Test("an answer is read only once its share of the answer memory is free, held until released")
+    func answerMemory() async throws {
+        try await withFakeServer(backend: { $0.answerMemoryBytes = 100 }) { _, backend, _ in
+            let first = try await backend.generate(request())
+            let held = try #require(first.memory)
+            #expect(held.units == 100)
+            let secondDone = Mutex(false)
+            let second = Task {
+                let response = try await backend.generate(request())
+                secondDone.withLock { $0 = true }
+                return response
+            }
+            // The second answer arrives after about 5 ms but cannot be read while the first holds
+            // the whole budget.
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(!secondDone.withLock { $0 })
+            held.release()
+            let response = try await second.value
+            #expect(response.images.count == 1)
+            #expect(response.memory?.units == 100)
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
-import RedisClient
 import Testing
+
+@testable import RedisClient
 
 @Suite("Redis client")
 struct RedisClientTests {
@@ -25,6 +26,17 @@ struct RedisClientTests {
         #expect(throws: RedisError.self) { try RedisConfiguration(url: "http://x") }
         #expect(throws: RedisError.self) { try RedisConfiguration(url: "redis://h/notanumber") }
         #expect(throws: RedisError.self) { try RedisConfiguration(url: "rediss://h") }
+    }
+
+    @Test("commands are written as RESP arrays of bulk strings, lengths of every width")
+    func encodesCommands() {
+        let blob = [UInt8](repeating: 0x0D, count: 1234)
+        let command: RedisCommand = ["SET", RedisArgument(bytes: []), RedisArgument(bytes: blob), "123456789A"]
+        let expected =
+            Array("*4\r\n$3\r\nSET\r\n$0\r\n\r\n$1234\r\n".utf8) + blob
+            + Array("\r\n$10\r\n123456789A\r\n".utf8)
+        #expect(HiredisSocket.encode(command) == expected)
+        #expect(HiredisSocket.encode(["PING"]) == Array("*1\r\n$4\r\nPING\r\n".utf8))
     }
 
     @Test("binary-safe arguments and replies, pipelines, error replies")

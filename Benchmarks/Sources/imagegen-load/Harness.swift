@@ -17,6 +17,8 @@ final class Harness: @unchecked Sendable {
         var imagegen: String
         var runDirectory: String
         var workerLogLevel: String
+        /// Added to every worker's command line after the scenario's own arguments.
+        var workerArguments: [String] = []
     }
 
     let options: Options
@@ -82,7 +84,7 @@ final class Harness: @unchecked Sendable {
         let worker = try ChildProcess(
             name: "worker-\(workerCount)", executable: options.imagegen,
             arguments: ["worker", "--redis", redisURL, "--queue", queue.name, "--log-level", options.workerLogLevel]
-                + arguments,
+                + arguments + options.workerArguments,
             environment: ["OPENAI_API_KEY": "fake"],
             logPath: "\(options.runDirectory)/worker-\(workerCount).log")
         workers.append(worker)

@@ -59,6 +59,13 @@ struct LoadCommand: AsyncParsableCommand {
     @Option(help: "Log level of the worker processes. Default warning.")
     var workerLogLevel: String = "warning"
 
+    @Option(
+        parsing: .unconditionalSingleValue,
+        help:
+            "An argument added to every worker's command line after the scenario's own, e.g. --worker-arg=--openai-answer-memory-mb=16 (repeatable)."
+    )
+    var workerArg: [String] = []
+
     func validate() throws {
         guard ["simulated", "openai"].contains(backend) else {
             throw ValidationError("--backend: simulated or openai, not '\(backend)'")
@@ -86,7 +93,7 @@ struct LoadCommand: AsyncParsableCommand {
         let harness = Harness(
             options: .init(
                 redisURL: redisURL, redisPort: redisPort, imagegen: imagegen, runDirectory: "\(outDir)/logs",
-                workerLogLevel: workerLogLevel))
+                workerLogLevel: workerLogLevel, workerArguments: workerArg))
         var failure: Error?
         do {
             try await harness.start()

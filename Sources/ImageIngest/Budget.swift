@@ -1,13 +1,15 @@
 import Synchronization
 
-/// A budget of pixels being decoded at once, shared by every ingest of an ``ImageIngestor``.
+/// A budget of units (pixels being decoded, bytes of answers held) shared by concurrent tasks.
 ///
-/// Each decode takes its image's pixel count from the budget before it starts and gives it back
-/// when it ends, so a worker with many slots never holds many giant images in memory at the same
-/// time. An image larger than the whole budget takes all of it and runs alone. Waiters are served
-/// first come, first served, so a large image is not starved by a stream of small ones.
-public final class PixelBudget: Sendable {
-    /// The pixels that may be decoded at once.
+/// A task takes its cost from the budget before it starts the expensive part and gives it back
+/// when it ends, so a worker with many slots never holds many large images in memory at the same
+/// time: ``ImageIngestor`` takes each image's pixel count while decoding it, and the OpenAI backend
+/// takes each answer's size until the job's outputs are stored. A cost larger than the whole
+/// budget takes all of it and runs alone. Waiters are served first come, first served, so a large
+/// cost is not starved by a stream of small ones.
+public final class Budget: Sendable {
+    /// The units that may be taken at once.
     public let capacity: Int
 
     private struct Waiter {
@@ -24,20 +26,20 @@ public final class PixelBudget: Sendable {
 
     private let state: Mutex<State>
 
-    /// Creates a budget of `capacity` pixels (at least 1).
+    /// Creates a budget of `capacity` units (at least 1).
     public init(capacity: Int) {
         self.capacity = max(1, capacity)
         self.state = Mutex(State(available: max(1, capacity)))
     }
 
-    /// The pixels not taken at the moment.
+    /// The units not taken at the moment.
     public var available: Int { state.withLock { $0.available } }
 
-    /// Runs `body` holding `pixels` of the budget (at most the whole budget), waiting for them first.
+    /// Runs `body` holding `units` of the budget (at most the whole budget), waiting for them first.
     ///
     /// - Throws: `CancellationError` when the task is canceled while waiting, or what `body` throws.
-    public func withPixels<T: Sendable>(_ pixels: Int, _ body: () async throws -> T) async throws -> T {
-        let cost = min(capacity, max(1, pixels))
+    public func withUnits<T: Sendable>(_ units: Int, _ body: () async throws -> T) async throws -> T {
+        let cost = min(capacity, max(1, units))
         try await acquire(cost)
         do {
             let result = try await body()
@@ -47,6 +49,41 @@ public final class PixelBudget: Sendable {
             release(cost)
             throw error
         }
+    }
+
+    /// Takes `units` of the budget (at most the whole budget), waiting for them first, until the
+    /// returned reservation is released (or dropped).
+    ///
+    /// - Throws: `CancellationError` when the task is canceled while waiting.
+    public func reserve(_ units: Int) async throws -> Reservation {
+        let cost = min(capacity, max(1, units))
+        try await acquire(cost)
+        return Reservation(budget: self, units: cost)
+    }
+
+    /// Units taken by ``Budget/reserve(_:)``, given back by ``release()`` or, at the latest, when the
+    /// last reference goes.
+    public final class Reservation: Sendable {
+        /// The units held.
+        public let units: Int
+        private let budget: Budget
+        private let released = Mutex(false)
+
+        fileprivate init(budget: Budget, units: Int) {
+            self.budget = budget
+            self.units = units
+        }
+
+        /// Gives the units back; calls after the first do nothing.
+        public func release() {
+            let first = released.withLock { released in
+                defer { released = true }
+                return !released
+            }
+            if first { budget.release(units) }
+        }
+
+        deinit { release() }
     }
 
     private func acquire(_ cost: Int) async throws {
@@ -61,7 +98,7 @@ public final class PixelBudget: Sendable {
         guard let id else { return }
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                // Pixels may have come back since the first look.
+                // Units may have come back since the first look.
                 let outcome = state.withLock { state -> Result<Bool, CancellationError> in
                     if Task.isCancelled { return .failure(CancellationError()) }
                     if state.waiters.isEmpty && state.available >= cost {
@@ -93,7 +130,7 @@ public final class PixelBudget: Sendable {
         wakeWaiters()
     }
 
-    /// Hands pixels to waiters in arrival order while the first one fits.
+    /// Hands units to waiters in arrival order while the first one fits.
     private func wakeWaiters() {
         let ready = state.withLock { state -> [Waiter] in
             var ready: [Waiter] = []
