@@ -67,7 +67,7 @@ public struct SimulatedBackend: ImageModelBackend {
         self.pool = BlockingThreadPool(threads: 2)
     }
 
-    /// Waits, maybe fails, then draws or edits as described on ``SimulatedBackend``.
+    /// Draws or edits as described on ``SimulatedBackend`` while the latency passes, then answers (or fails).
     ///
     /// - Throws: ``BackendError`` with ``BackendError/Code/invalidRequest`` for a size or count
     ///   out of range or an edit without a usable input, ``BackendError/Code/unavailable`` for a
@@ -91,6 +91,11 @@ public struct SimulatedBackend: ImageModelBackend {
             !fails && !rateLimited
             && draw < configuration.failureRate + configuration.rateLimitRate + configuration.moderationRate
         let delay = latency(unit: random.nextUnit())
+        // The pictures are drawn while the latency passes, as a remote model's would be.
+        let drawing =
+            fails || rateLimited || moderated
+            ? nil
+            : pool.start { try (0..<request.count).map { try Self.draw(request, index: $0) } }
         do {
             if delay > .zero {
                 try await Task.sleep(for: delay)
@@ -110,18 +115,10 @@ public struct SimulatedBackend: ImageModelBackend {
             throw BackendError(.unavailable, "simulated backend failure")
         }
 
-        var images: [GeneratedImage] = []
-        for index in 0..<request.count {
-            let image: GeneratedImage
-            do {
-                image = try await pool.run { try Self.draw(request, index: index) }
-            } catch is CancellationError {
-                throw BackendError(.canceled, "the request was canceled")
-            }
-            images.append(image)
-            if Task.isCancelled {
-                throw BackendError(.canceled, "the request was canceled")
-            }
+        guard let drawing else { throw BackendError(.unavailable, "simulated backend failure") }
+        let images = try await drawing.value
+        if Task.isCancelled {
+            throw BackendError(.canceled, "the request was canceled")
         }
         return ImageResponse(
             images: images, inputTokens: max(1, request.prompt.utf8.count / 4),

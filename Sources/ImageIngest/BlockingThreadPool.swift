@@ -141,6 +141,56 @@ extension BlockingThreadPool {
         }
     }
 
+    /// Starts `body` on one of the pool's threads and returns at once; its result is awaited later
+    /// through ``Started/value``, without suspending when it is already there. For short work
+    /// that overlaps with a wait of the caller: it always runs to completion.
+    public func start<T: Sendable>(_ body: @Sendable @escaping () throws -> T) -> Started<T> {
+        let started = Started<T>()
+        core.submit { started.finish(Result { try body() }) }
+        return started
+    }
+
+    /// Work begun by ``BlockingThreadPool/start(_:)``. Await ``value`` once.
+    public final class Started<T: Sendable>: Sendable {
+        private enum State {
+            case running
+            case waiting(CheckedContinuation<T, any Error>)
+            case done(Result<T, any Error>)
+        }
+
+        private let state = Mutex<State>(.running)
+
+        fileprivate init() {}
+
+        fileprivate func finish(_ result: Result<T, any Error>) {
+            let waiter = state.withLock { state -> CheckedContinuation<T, any Error>? in
+                defer { state = .done(result) }
+                if case .waiting(let continuation) = state { return continuation }
+                return nil
+            }
+            waiter?.resume(with: result)
+        }
+
+        /// The work's result, or what it threw; returns at once when the work is done.
+        public var value: T {
+            get async throws {
+                let ready = state.withLock { state -> Result<T, any Error>? in
+                    if case .done(let result) = state { return result }
+                    return nil
+                }
+                if let ready { return try ready.get() }
+                return try await withCheckedThrowingContinuation { continuation in
+                    let ready = state.withLock { state -> Result<T, any Error>? in
+                        if case .done(let result) = state { return result }
+                        state = .waiting(continuation)
+                        return nil
+                    }
+                    if let ready { continuation.resume(with: ready) }
+                }
+            }
+        }
+    }
+
     /// The continuation of one ``BlockingThreadPool/run(_:)`` call, taken exactly once: by the
     /// thread that runs the work or by cancellation while the work is still queued.
     final class PendingCall<T: Sendable>: Sendable {

@@ -48,6 +48,31 @@ extension QueueDriver {
     }
 }
 
+/// One output of a job for ``QueueStoringOutputs``.
+public struct JobOutput: Sendable {
+    /// The blob key: output `i` of job `id` is `output:<id>:<i>`.
+    public var key: String
+    public var bytes: [UInt8]
+
+    public init(key: String, bytes: [UInt8]) {
+        self.key = key
+        self.bytes = bytes
+    }
+}
+
+/// A queue that writes a job's outputs in the same step that completes it, where its blob store
+/// reads them: one round trip fewer per job, and nothing is written unless the lease still holds,
+/// so a job whose lease was lost leaves no outputs behind.
+public protocol QueueStoringOutputs: QueueDriver {
+    /// Stores `outputs` (expiring after `ttl`) and marks the job succeeded, then claims up to
+    /// `limit` jobs for `workerID` (0: none), as ``QueueDriver/complete(_:result:thenClaim:workerID:)``.
+    /// Output `i` must have the key `output:<job id>:<i>`.
+    func complete(
+        _ lease: Lease, result: JobResult, outputs: [JobOutput], ttl: Duration, thenClaim limit: Int,
+        workerID: String
+    ) async throws -> ClaimResult
+}
+
 /// A queue whose leases can be renewed from a plain thread, outside Swift concurrency, so that
 /// lease renewal keeps going while the cooperative pool is busy.
 public protocol BlockingLeaseRenewal: Sendable {

@@ -4,7 +4,8 @@ import Synchronization
 ///
 /// A lone call goes at once, from the caller's own task (no timer, no added latency, no extra
 /// task); under load every round trip carries everything that queued up during the previous one,
-/// up to `maxBatch` items. `send` gets the items
+/// up to `maxBatch` items and `maxWeight` (each item weighs what `weight` says; a batch always
+/// takes at least one item, however heavy). `send` gets the items
 /// of one batch and returns one reply per item, in order; when it throws, every call of that batch
 /// gets the error.
 final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
@@ -23,11 +24,18 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
 
     private let state = Mutex(State())
     private let maxBatch: Int
+    private let maxWeight: Int
+    private let weight: @Sendable (Item) -> Int
     private let send: Send
 
-    init(maxBatch: Int, send: @escaping Send) {
+    init(
+        maxBatch: Int, maxWeight: Int = .max, weight: @escaping @Sendable (Item) -> Int = { _ in 0 },
+        send: @escaping Send
+    ) {
         precondition(maxBatch > 0, "a batch holds at least one item")
         self.maxBatch = maxBatch
+        self.maxWeight = maxWeight
+        self.weight = weight
         self.send = send
     }
 
@@ -81,7 +89,14 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
     private func sendUntilNobodyWaits() async {
         while true {
             let batch = state.withLock { state in
-                let count = min(state.waiting.count, maxBatch)
+                var count = 0
+                var total = 0
+                while count < min(state.waiting.count, maxBatch) {
+                    let next = weight(state.waiting[count].item)
+                    if count > 0 && next > maxWeight - total { break }
+                    total += next
+                    count += 1
+                }
                 let batch = Array(state.waiting.prefix(count))
                 state.waiting.removeFirst(count)
                 if batch.isEmpty { state.sending = false }

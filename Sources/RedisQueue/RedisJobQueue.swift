@@ -9,7 +9,7 @@ import Synchronization
 /// Every state change is one call of a function of the `imagegen_v1` library
 /// (`Scripts/imagegen.lua`), which also appends the event. The library is loaded on first use
 /// and reloaded whenever the server lost it.
-public final class RedisJobQueue: QueueDriver, Sendable {
+public final class RedisJobQueue: QueueStoringOutputs, Sendable {
     /// The queue's name (the part inside the hash tag).
     public let name: String
     /// The queue's keys.
@@ -22,7 +22,7 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     let webhookBlocking = Mutex<RedisConnection?>(nil)
     private let libraryChecked = Atomic<Bool>(false)
     private let logger: Logger
-    /// Completions waiting for the next `complete_many` call (see ``complete(_:result:)``).
+    /// Completions waiting for the next `complete_stored` call (see ``complete(_:result:)``).
     private let completions: GroupCommit<Completion, CompletionReply>
 
     /// The `imagegen_v1` function library, as shipped.
@@ -54,7 +54,9 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         self.keys = QueueKeys(queue: name)
         self.library = RedisJobQueue.functionLibrary
         self.logger = logger
-        self.completions = GroupCommit(maxBatch: 256) { [library, keys, pool] batch in
+        // Outputs ride with their completions: a call carries at most a few MiB of them.
+        self.completions = GroupCommit(maxBatch: 256, maxWeight: 4 << 20, weight: \.outputBytes) {
+            [library, keys, pool] batch in
             try await RedisJobQueue.completeMany(batch, library: library, prefix: keys.prefix, pool: pool)
         }
     }
@@ -162,7 +164,7 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         return results.map { $0 ?? .failure(QueueError(.protocolError, "no reply")) }
     }
 
-    /// The most jobs one `enqueue_many` or `complete_many` call carries.
+    /// The most jobs one `enqueue_many` or `complete_stored` call carries.
     static let maxJobsPerCall = 1000
 
     /// Enqueues raw job JSON exactly as another language would.
@@ -429,25 +431,45 @@ public final class RedisJobQueue: QueueDriver, Sendable {
     }
 
     /// Records the result and claims up to `limit` jobs for `workerID` in the same call of
-    /// `complete_many` (shared with other completions, as ``complete(_:result:)``).
+    /// `complete_stored` (shared with other completions, as ``complete(_:result:)``).
     public func complete(_ lease: Lease, result: JobResult, thenClaim limit: Int, workerID: String) async throws
         -> ClaimResult
     {
+        try await complete(
+            lease, result: result, outputs: [], ttl: .milliseconds(1), thenClaim: limit, workerID: workerID)
+    }
+
+    /// Stores the outputs under ``QueueKeys/blobPrefix`` (where a ``RedisBlobStore`` on the same
+    /// server and prefix reads them), records the result and claims up to `limit` jobs for
+    /// `workerID`, all in one call of `complete_stored` shared with other completions. The outputs
+    /// are written only if the lease holds.
+    public func complete(
+        _ lease: Lease, result: JobResult, outputs: [JobOutput], ttl: Duration, thenClaim limit: Int,
+        workerID: String
+    ) async throws -> ClaimResult {
+        let ms = max(1, Int(ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000))
+        var stored = [RedisArgument(ms), RedisArgument(outputs.count)]
+        for output in outputs { stored += [RedisArgument(output.key), RedisArgument(bytes: output.bytes)] }
         let reply = try await completions.submit(
             Completion(
                 arguments: [
                     RedisArgument(lease.jobID), RedisArgument(lease.token),
                     RedisArgument(bytes: result.canonicalJSON()),
-                ], workerID: workerID, claim: max(0, limit)))
+                ], outputs: stored, workerID: workerID, claim: max(0, limit)))
         if case .error(let message) = reply.result { throw Self.queueError(RedisError(.server, message)) }
         return try await claimResult(from: .array([.integer(-1)] + reply.claimed))
     }
 
-    /// One completion waiting for `complete_many`: its arguments, and the jobs to claim after it.
+    /// One completion waiting for `complete_stored`: its arguments, its outputs (time to live,
+    /// count, then key and bytes of each), and the jobs to claim after it.
     struct Completion: Sendable {
         var arguments: [RedisArgument]
+        var outputs: [RedisArgument]
         var workerID: String
         var claim: Int
+
+        /// The bytes of the outputs, which bound a batch.
+        var outputBytes: Int { outputs.reduce(0) { $0 + $1.bytes.count } }
     }
 
     /// A completion's reply: 1 or the error, and the claimed jobs (five values each) that are its.
@@ -465,15 +487,17 @@ public final class RedisJobQueue: QueueDriver, Sendable {
         let workerID = batch.first?.workerID ?? ""
         let wants = batch.map { $0.workerID == workerID ? $0.claim : 0 }
         var arguments = [RedisArgument(workerID)]
-        for (completion, want) in zip(batch, wants) { arguments += completion.arguments + [RedisArgument(want)] }
+        for (completion, want) in zip(batch, wants) {
+            arguments += completion.arguments + [RedisArgument(want)] + completion.outputs
+        }
         let reply = try await mapErrors {
             try await library.call(
-                "imagegen_v1_complete_many", keys: [RedisArgument(prefix)], arguments: arguments, on: pool)
+                "imagegen_v1_complete_stored", keys: [RedisArgument(prefix)], arguments: arguments, on: pool)
         }
         guard let parts = reply.array, parts.count == 2, let results = parts[0].array, results.count == batch.count,
             let claim = parts[1].array
         else {
-            throw QueueError(.protocolError, "unexpected complete_many reply")
+            throw QueueError(.protocolError, "unexpected complete_stored reply")
         }
         // Claimed jobs in order, five values each after the wait hint.
         var claimed = claim.dropFirst()

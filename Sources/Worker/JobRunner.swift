@@ -32,21 +32,29 @@ struct JobRunner: Sendable {
         let started = ContinuousClock.now
         logger.debug(
             "job started", metadata: ["job.kind": "\(job.spec.kind.rawValue)", "job.tier": "\(job.spec.tier.rawValue)"])
-        let result: JobResult
+        let done: Processed
         do {
             let jobLogger = logger
-            result = try await runUntilSignaled(signal) {
+            done = try await runUntilSignaled(signal) {
                 try await process(job, userHash: userHash, logger: jobLogger)
             }
         } catch {
             await settle(job, error: error, signal: signal, logger: logger)
             return nil
         }
+        let result = done.result
+        // Whatever happens next, the outputs are in Redis or will never be: free the answer memory.
+        defer { done.memory?.release() }
         do {
             // Only the first try claims: if its reply was lost, a job it claimed returns after its lease.
             var claim = claimNext ? 1 : 0
             let next = try await reportWithRetry {
                 defer { claim = 0 }
+                if let storing = storingQueue {
+                    return try await storing.complete(
+                        job.lease, result: result, outputs: done.pending, ttl: configuration.outputTTL,
+                        thenClaim: claim, workerID: configuration.workerID)
+                }
                 return try await queue.complete(
                     job.lease, result: result, thenClaim: claim, workerID: configuration.workerID)
             }
@@ -74,6 +82,20 @@ struct JobRunner: Sendable {
                 "could not record the result; the job returns after its lease", metadata: ["error": "\(error)"])
         }
         return nil
+    }
+
+    /// The queue, when it writes the outputs with the completion (see
+    /// ``WorkerConfiguration/outputsWithCompletion``).
+    private var storingQueue: (any QueueStoringOutputs)? {
+        configuration.outputsWithCompletion ? queue as? any QueueStoringOutputs : nil
+    }
+
+    /// A job's work, done: its result, the outputs still to be written with the completion (when
+    /// the queue writes them), and the backend memory they hold.
+    private struct Processed: Sendable {
+        var result: JobResult
+        var pending: [JobOutput]
+        var memory: Budget.Reservation?
     }
 
     /// Runs a queue call again while Redis is unreachable, for up to about 10 s: the work is done
@@ -165,7 +187,7 @@ struct JobRunner: Sendable {
         }
     }
 
-    private func process(_ job: ClaimedJob, userHash: String, logger: Logger) async throws -> JobResult {
+    private func process(_ job: ClaimedJob, userHash: String, logger: Logger) async throws -> Processed {
         let spec = job.spec
         let lease = job.lease
         let clock = ContinuousClock()
@@ -200,21 +222,25 @@ struct JobRunner: Sendable {
         let backendTime = clock.now - backendStart
         // The usage goes with the result: completing the job corrects a token budget (if any).
 
-        // 3. Outputs, under job-scoped keys: a retry overwrites instead of adding.
+        // 3. Outputs, under job-scoped keys: a retry overwrites instead of adding. A queue that
+        // stores them writes them with the completion instead.
         try await report(lease, "storing")
         let storeStart = clock.now
         var outputs: [OutputReference] = []
+        var pending: [JobOutput] = []
         for (index, image) in response.images.enumerated() {
             let key = BlobKey.output(jobID: lease.jobID, index: index)
-            try await blobs.put(key, image.bytes, ttl: configuration.outputTTL)
+            if storingQueue != nil {
+                pending.append(JobOutput(key: key, bytes: image.bytes))
+            } else {
+                try await blobs.put(key, image.bytes, ttl: configuration.outputTTL)
+            }
             outputs.append(
                 OutputReference(
                     key: key, format: image.format, width: image.width, height: image.height, bytes: image.bytes.count))
         }
         let storeTime = clock.now - storeStart
-        // Stored: the backend may read the next answer into the memory these images took.
-        response.memory?.release()
-        return JobResult(
+        let result = JobResult(
             outputs: outputs,
             usage: .init(
                 images: outputs.count, size: "\(width)x\(height)", model: request.model,
@@ -222,6 +248,11 @@ struct JobRunner: Sendable {
             durations: .init(
                 ingestMS: Int(ingestTime.milliseconds), backendMS: Int(backendTime.milliseconds),
                 storeMS: Int(storeTime.milliseconds)))
+        if pending.isEmpty {
+            // Stored: the backend may read the next answer into the memory these images took.
+            response.memory?.release()
+        }
+        return Processed(result: result, pending: pending, memory: response.memory)
     }
 
     /// Every output key the job can have written.

@@ -20,6 +20,12 @@ public struct WorkerConfiguration: Sendable {
     public var retryPolicy = RetryPolicy()
     /// Time to live of stored outputs. Default 14 days (the retention).
     public var outputTTL: Duration = .seconds(14 * 24 * 3600)
+    /// Whether outputs are written by the queue's completion (``QueueStoringOutputs``) instead of
+    /// the blob store: one round trip fewer per job, and a job whose lease was lost writes nothing.
+    /// Only where the blob store reads what the queue writes: a `RedisBlobStore` on the queue's
+    /// server with its `keys.blobPrefix`, as `imagegen worker --store redis` has. Queues that
+    /// cannot store outputs ignore it. Default false.
+    public var outputsWithCompletion = false
     /// Whether to publish progress events (validating, generating, storing). Default true.
     public var reportProgress = true
     /// Model name used when the job names none. Default `simulated-1`.

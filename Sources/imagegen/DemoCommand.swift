@@ -43,6 +43,7 @@ struct DemoCommand: AsyncParsableCommand {
 
         var workerConfiguration = WorkerConfiguration()
         workerConfiguration.slots = slots
+        workerConfiguration.outputsWithCompletion = true  // the queue's own Redis blob store
         let service = WorkerService(
             configuration: workerConfiguration, queue: queue,
             backend: SimulatedBackend(configuration: .init(latency: .milliseconds(Int64(simLatencyMs)))),

@@ -369,6 +369,8 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let blobs: any BlobStore =
             worker.store == "file" ? try FileBlobStore(directory: URL(fileURLWithPath: worker.storeDir)) : redisBlobs
+        // The Redis store reads the queue's blob keys on the same server: the completion can write them.
+        configuration.outputsWithCompletion = worker.store == "redis"
         let (backend, shutdownBackend) = try worker.makeBackend()
         let service = WorkerService(
             configuration: configuration, queue: queue, backend: backend, ingestor: worker.makeIngestor(),

@@ -11,6 +11,26 @@ struct BlockingThreadPoolTests {
         #expect(sum == 5050)
     }
 
+    @Test func startedWorkIsAwaitedLaterWhetherOrNotItHasFinished() async throws {
+        let pool = BlockingThreadPool(threads: 1)
+        let gate = Flag()
+        // Awaited while it still runs: the caller suspends until it ends.
+        let slow = pool.start { () -> Int in
+            while !gate.isSet { usleep(1_000) }
+            return 7
+        }
+        let waiter = Task { try await slow.value }
+        try await Task.sleep(for: .milliseconds(20))
+        gate.set()
+        #expect(try await waiter.value == 7)
+        // Awaited after it ended: the result is already there.
+        let quick = pool.start { 6 * 7 }
+        _ = try await pool.run { 0 }  // one thread runs in order: `quick` has finished
+        #expect(try await quick.value == 42)
+        let failing = pool.start { () throws -> Int in throw IngestError(.corrupt, "bad") }
+        await #expect(throws: IngestError.self) { try await failing.value }
+    }
+
     @Test func propagatesErrors() async {
         let pool = BlockingThreadPool(threads: 1)
         await #expect(throws: IngestError(.corrupt, "boom")) {

@@ -103,6 +103,79 @@ struct BatchingTests {
         #expect(stats.queuedByTier["standard"] == 1)
     }
 
+    @Test("outputs go with the completion: written with their TTL while the lease holds, never after it is lost")
+    func outputsWithTheCompletion() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        let queue = fixture.queue
+        let kept = try await queue.enqueue(spec("a")).jobID
+        let lost = try await queue.enqueue(spec("b")).jobID
+        let claimed = try await queue.claim(workerID: "w", limit: 2).jobs
+        let leases = Dictionary(uniqueKeysWithValues: claimed.map { ($0.lease.jobID, $0.lease) })
+        let image = [UInt8](repeating: 7, count: 300_000) + [0, 13, 10]
+        let outputs = [
+            JobOutput(key: "output:\(kept):0", bytes: image), JobOutput(key: "output:\(kept):1", bytes: [1, 2, 3]),
+        ]
+        _ = try await queue.complete(
+            try #require(leases[kept]), result: emptyResult, outputs: outputs, ttl: .seconds(600), thenClaim: 0,
+            workerID: "w")
+        #expect(try await queue.status(of: kept) == .succeeded)
+        #expect(try await fixture.blobs.get("output:\(kept):0") == image)
+        #expect(try await fixture.blobs.get("output:\(kept):1") == [1, 2, 3])
+        let ttl = try await fixture.pool.send("PTTL", "\(queue.keys.blobPrefix)output:\(kept):0").int ?? -1
+        #expect((590_000...600_000).contains(ttl))
+
+        // A lease that no longer holds writes nothing.
+        var stale = try #require(leases[lost])
+        stale.token = "0"
+        await #expect(throws: QueueError.self) {
+            _ = try await queue.complete(
+                stale, result: emptyResult, outputs: [JobOutput(key: "output:\(lost):0", bytes: image)],
+                ttl: .seconds(600), thenClaim: 0, workerID: "w")
+        }
+        #expect(try await fixture.blobs.get("output:\(lost):0") == nil)
+        #expect(try await queue.status(of: lost) == .active)
+
+        // Only the job's own output keys, in order, can be written; a malformed list is refused.
+        let holder = try #require(leases[lost])
+        for key in ["output:\(kept):0", "output:\(lost):1", "upload:x"] {
+            let error = await #expect(throws: RedisError.self) {
+                _ = try await fixture.pool.send(
+                    "FCALL", "imagegen_v1_complete_stored", 1, queue.keys.prefix, "w", lost, holder.token, "{}", 0,
+                    1000, 1, key, "bytes")
+            }
+            #expect(error?.message.contains("must be output:\(lost):0") == true)
+        }
+        await #expect(throws: RedisError.self) {
+            _ = try await fixture.pool.send(
+                "FCALL", "imagegen_v1_complete_stored", 1, queue.keys.prefix, "w", lost, holder.token, "{}", 0, 1000, 2,
+                "output:\(lost):0", "bytes")
+        }
+        #expect(try await queue.status(of: lost) == .active)
+        #expect(try await fixture.blobs.get("output:\(lost):0") == nil)
+    }
+
+    @Test("complete_many, kept for other clients, still completes and claims")
+    func completeManyStillWorks() async throws {
+        var settings = QueueSettings()
+        settings.userInFlightCap = 0
+        let fixture = try await QueueFixture(settings: settings)
+        defer { fixture.close() }
+        let queue = fixture.queue
+        let first = try await queue.enqueue(spec("a")).jobID
+        let second = try await queue.enqueue(spec("a")).jobID
+        let lease = try #require(try await queue.claim(workerID: "w", limit: 1).jobs.first).lease
+        #expect(lease.jobID == first)
+        let reply = try await fixture.pool.send(
+            "FCALL", "imagegen_v1_complete_many", 1, queue.keys.prefix, "w", first, lease.token, "{}", 1)
+        #expect(reply.array?.first?.array?.first?.int == 1)
+        #expect(reply.array?.last?.array?.dropFirst().first?.string == second)
+        #expect(try await queue.status(of: first) == .succeeded)
+        #expect(try await queue.status(of: second) == .active)
+    }
+
     @Test("settings written after calls were made apply to the next call")
     func settingsApplyAtOnce() async throws {
         var settings = QueueSettings()
@@ -180,6 +253,39 @@ struct GroupCommitTests {
         #expect(sizes.withLock { $0 } == [1, 8])
         await #expect(throws: QueueError.self) { try await commit.submit(-1) }
         #expect(try await commit.submit(3) == 30)
+    }
+}
+
+extension GroupCommitTests {
+    @Test("a batch stops at its weight limit, but always takes one item")
+    func weightLimit() async throws {
+        let batches = Mutex<[[Int]]>([])
+        let gate = Mutex<Bool>(true)
+        let commit = GroupCommit<Int, Int>(maxBatch: 64, maxWeight: 10, weight: { $0 }) { batch in
+            batches.withLock { $0.append(batch) }
+            while gate.withLock({ $0 }) && batches.withLock({ $0.count }) == 1 {
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            return batch
+        }
+        async let first = commit.submit(1)
+        while batches.withLock({ $0.isEmpty }) { try await Task.sleep(for: .milliseconds(1)) }
+        let replies = try await withThrowingTaskGroup(of: Int.self) { group in
+            for value in [4, 5, 3, 30, 2] {
+                group.addTask { try await commit.submit(value) }
+                while commit.waitingCount < [4, 5, 3, 30, 2].firstIndex(of: value)! + 1 {
+                    try await Task.sleep(for: .milliseconds(1))
+                }
+            }
+            gate.withLock { $0 = false }
+            var replies: [Int] = []
+            for try await reply in group { replies.append(reply) }
+            return replies
+        }
+        #expect(try await first == 1)
+        #expect(replies.sorted() == [2, 3, 4, 5, 30])
+        // 4 + 5 fit in 10; 3 would not. 3 alone, then 30 alone (too heavy, but a batch takes one), then 2.
+        #expect(batches.withLock { $0 } == [[1], [4, 5], [3], [30], [2]])
     }
 }
 

@@ -37,6 +37,8 @@
 --   P:wh:disabled        HASH   endpoint URL -> when it answered 410 Gone (ms)             (TTL: retention)
 --   P:wh:default_url     STRING the deployment's default webhook URL (no user content)
 --   P:wh:wake            LIST   wake-up tokens for webhook dispatchers blocked in BLPOP
+--   P:blob:<key>         STRING the Redis blob store: uploads, and outputs (output:<job id>:<i>), which
+--                               complete_stored writes with the completion             (TTL: their own)
 -- Channels: P:nudge (event published: "<type> <job id>"), P:cancel (job id of a canceled
 -- running job).
 --
@@ -45,7 +47,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 17
+local REVISION = 18
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -899,11 +901,18 @@ local function correct_tokens(P, c, now, id, used)
   return delta
 end
 
--- Completes one job for complete and complete_many. Returns the reply (1 or the error reply) and
--- whether the job's end made another job claimable (a parked user went back to its ring).
-local function complete_one(P, c, now, id, token, result)
+-- Completes one job for complete, complete_many and complete_stored. Returns the reply (1 or the
+-- error reply) and whether the job's end made another job claimable (a parked user went back to
+-- its ring). `outputs` (optional): { ttl = ms, key, bytes, key, bytes, ... }, written only when
+-- the lease holds.
+local function complete_one(P, c, now, id, token, result, outputs)
   local job, err = fenced(P, id, token)
   if not job then return err, false end
+  if outputs then
+    for i = 1, #outputs, 2 do
+      redis.call('SET', P .. ':blob:' .. outputs[i], outputs[i + 1], 'PX', outputs.ttl)
+    end
+  end
   if c.tokens_per_minute > 0 then
     local ok, decoded = pcall(cjson.decode, result)
     if ok and type(decoded) == 'table' and type(decoded.usage) == 'table'
@@ -932,24 +941,15 @@ local function complete(keys, args)
   return reply
 end
 
--- complete_many: ARGV = worker id ('' to claim nothing), then for every job (at most 1000): job id,
--- token, result JSON, how many jobs to claim once it is complete (0: none). Each job is completed
--- exactly as complete would; then, in the same step, the jobs to claim for those that completed are
--- claimed for the worker exactly as claim would (the slots the completed jobs free take their next
--- jobs without another round trip).
--- Reply: { per job, in order, 1 or the IMAGEGEN error; claim's reply ({ -1 } when none was asked) }
-local function complete_many(keys, args)
-  local P = keys[1]
-  local c = config(P)
-  local worker = args[1]
-  local count = math.floor((#args - 1) / 4)
-  if count > 1000 then return fail('invalid_job', 'at most 1000 jobs per call') end
+-- Completes a batch ({ id, token, result, claim, outputs } each) and claims, in the same step, the
+-- jobs the completed ones asked for. Reply: complete_many's.
+local function complete_batch(P, c, worker, jobs)
   local now = now_ms()
   local results, wakes, want = {}, 0, 0
-  for i = 2, 1 + count * 4, 4 do
-    local one, unparked = complete_one(P, c, now, args[i], args[i + 1], args[i + 2])
+  for _, job in ipairs(jobs) do
+    local one, unparked = complete_one(P, c, now, job[1], job[2], job[3], job[5])
     results[#results + 1] = one
-    if one == 1 then want = want + (tonumber(args[i + 3]) or 0) end
+    if one == 1 then want = want + (tonumber(job[4]) or 0) end
     if unparked or c.global_inflight_cap > 0 then wakes = wakes + 1 end
   end
   local claimed = { -1 }
@@ -961,6 +961,49 @@ local function complete_many(keys, args)
   end
   wake(P, c, wakes)
   return { results, claimed }
+end
+
+-- complete_many: ARGV = worker id ('' to claim nothing), then for every job (at most 1000): job id,
+-- token, result JSON, how many jobs to claim once it is complete (0: none). Each job is completed
+-- exactly as complete would; then, in the same step, the jobs to claim for those that completed are
+-- claimed for the worker exactly as claim would (the slots the completed jobs free take their next
+-- jobs without another round trip).
+-- Reply: { per job, in order, 1 or the IMAGEGEN error; claim's reply ({ -1 } when none was asked) }
+local function complete_many(keys, args)
+  local count = math.floor((#args - 1) / 4)
+  if count > 1000 then return fail('invalid_job', 'at most 1000 jobs per call') end
+  local jobs = {}
+  for i = 2, 1 + count * 4, 4 do jobs[#jobs + 1] = { args[i], args[i + 1], args[i + 2], args[i + 3] } end
+  return complete_batch(keys[1], config(keys[1]), args[1], jobs)
+end
+
+-- complete_stored: complete_many whose jobs bring their outputs, written in the same step.
+-- ARGV = worker id, then for every job (at most 1000): job id, token, result JSON, jobs to claim,
+-- the outputs' time to live in ms, the number of outputs n (0-10), then n pairs of blob key and
+-- bytes. Output i (from 0) must be the blob key output:<job id>:<i>, the key purge_user and
+-- delete_job remove; it is stored at P:blob:<key> only when the job's lease holds, so a fenced
+-- completion leaves nothing behind. Reply: complete_many's.
+local function complete_stored(keys, args)
+  local jobs, i = {}, 2
+  while i <= #args do
+    if #jobs == 1000 then return fail('invalid_job', 'at most 1000 jobs per call') end
+    local id, n, ttl = args[i], tonumber(args[i + 5]), tonumber(args[i + 4])
+    if not n or n < 0 or n > 10 or n % 1 ~= 0 or not ttl or ttl < 1 or i + 5 + 2 * n > #args then
+      return fail('invalid_job', 'complete_stored: job ' .. tostring(id) .. ' has a malformed output list')
+    end
+    local outputs = { ttl = math.floor(ttl) }
+    for k = 0, n - 1 do
+      local key = args[i + 6 + 2 * k]
+      if key ~= 'output:' .. id .. ':' .. k then
+        return fail('invalid_job', 'complete_stored: output ' .. k .. ' of job ' .. id .. ' must be output:' .. id .. ':' .. k)
+      end
+      outputs[#outputs + 1] = key
+      outputs[#outputs + 1] = args[i + 7 + 2 * k]
+    end
+    jobs[#jobs + 1] = { id, args[i + 1], args[i + 2], args[i + 3], outputs }
+    i = i + 6 + 2 * n
+  end
+  return complete_batch(keys[1], config(keys[1]), args[1], jobs)
 end
 
 -- fail: ARGV = job id, token, error code, message, mode ('retry' | 'terminal'),
@@ -1459,6 +1502,7 @@ redis.register_function('imagegen_v1_heartbeat', entry(heartbeat))
 redis.register_function('imagegen_v1_progress', entry(progress))
 redis.register_function('imagegen_v1_complete', entry(complete))
 redis.register_function('imagegen_v1_complete_many', entry(complete_many))
+redis.register_function('imagegen_v1_complete_stored', entry(complete_stored))
 redis.register_function('imagegen_v1_fail', entry(fail_job))
 redis.register_function('imagegen_v1_release', entry(release))
 redis.register_function('imagegen_v1_cancel', entry(cancel))

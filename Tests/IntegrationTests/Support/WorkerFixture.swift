@@ -21,6 +21,9 @@ final class RunningWorker: Sendable {
         configuration.slots = 4
         configuration.heartbeatInterval = .milliseconds(200)
         configuration.retryPolicy = RetryPolicy(baseDelay: .milliseconds(50), maxDelay: .milliseconds(100))
+        // As `imagegen worker --store redis` runs: a Redis queue writes the outputs with the
+        // completion into the fixture's blob store (other queues ignore it).
+        configuration.outputsWithCompletion = blobs is RedisBlobStore
         configure(&configuration)
         let service = WorkerService(
             configuration: configuration, queue: queue, backend: backend, ingestor: ImageIngestor(), blobs: blobs,
