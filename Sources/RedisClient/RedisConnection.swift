@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Synchronization
 
 /// One Redis connection with a thread of its own.
 ///
@@ -67,6 +68,9 @@ public final class RedisConnection: Sendable {
     /// Fails queued commands and stops the thread. Idempotent.
     public func close() { state.close() }
 
+    /// Requests sent and not answered yet (queued or on the wire).
+    public var inFlight: Int { state.inFlight }
+
     /// Sends one command from a thread that is not part of Swift concurrency, waiting for the
     /// reply. For components that must keep running while the cooperative pool is saturated
     /// (the lease renewer). Never call it from an async context.
@@ -123,6 +127,9 @@ private final class State: @unchecked Sendable {
     private var runningFD: Int32 = -1
     private var interruptedID: UInt64?
 
+    /// Requests queued and not completed yet (shared with their completions).
+    private let unanswered = Counter()
+
     private var socket: HiredisSocket?
     private var backoff: ReconnectBackoff
     private var nextConnectAttempt: ContinuousClock.Instant = .now
@@ -151,10 +158,20 @@ private final class State: @unchecked Sendable {
             request.complete(.failure(RedisError(.closed, "connection closed")))
             return
         }
-        queue.append(request)
+        let unanswered = self.unanswered
+        unanswered.increment()
+        let complete = request.complete
+        queue.append(
+            Request(id: request.id, commands: request.commands, blockingTimeout: request.blockingTimeout) { result in
+                unanswered.decrement()
+                complete(result)
+            })
         condition.signal()
         condition.unlock()
     }
+
+    /// Requests queued and not completed yet.
+    var inFlight: Int { unanswered.current }
 
     func cancel(id: UInt64) {
         condition.lock()
@@ -303,6 +320,14 @@ private final class State: @unchecked Sendable {
         defer { condition.unlock() }
         return closed || interruptedID == id
     }
+}
+
+/// An atomic count that completions can hold on to.
+private final class Counter: Sendable {
+    private let value = Atomic<Int>(0)
+    func increment() { value.add(1, ordering: .relaxed) }
+    func decrement() { value.subtract(1, ordering: .relaxed) }
+    var current: Int { value.load(ordering: .relaxed) }
 }
 
 extension Duration {

@@ -19,10 +19,25 @@ public final class RedisPool: Sendable {
         self.connections = (0..<max(1, size)).map { _ in RedisConnection(configuration: configuration, logger: logger) }
     }
 
-    /// The next connection in turn.
+    /// The connection with the fewest requests in flight; among equals, the next in turn after
+    /// the first. One caller awaiting one call after another therefore stays on one connection,
+    /// whose thread is then awake for its next call, and concurrent callers spread out.
     public var connection: RedisConnection {
-        let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
-        return connections[abs(index) % connections.count]
+        guard connections.count > 1 else { return connections[0] }
+        var best = connections[0]
+        var least = best.inFlight
+        if least == 0 { return best }
+        let start = abs(next.wrappingAdd(1, ordering: .relaxed).oldValue)
+        for offset in 0..<connections.count {
+            let candidate = connections[(start + offset) % connections.count]
+            let load = candidate.inFlight
+            if load < least {
+                best = candidate
+                least = load
+                if load == 0 { break }
+            }
+        }
+        return best
     }
 
     /// Sends one command on the next connection.

@@ -39,6 +39,23 @@ struct RedisClientTests {
         #expect(HiredisSocket.encode(["PING"]) == Array("*1\r\n$4\r\nPING\r\n".utf8))
     }
 
+    @Test("a pool keeps one awaiting caller on one connection, spreads concurrent calls, and counts them out")
+    func poolPicksTheLeastBusyConnection() async throws {
+        let pool = SharedRedis.pool(size: 3)
+        defer { pool.close() }
+        var ids: Set<Int> = []
+        for _ in 0..<20 { ids.insert(try await pool.send("CLIENT", "ID").int ?? -1) }
+        #expect(ids.count == 1)
+        let concurrent = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<300 { group.addTask { try await pool.send("CLIENT", "ID").int ?? -1 } }
+            var seen: Set<Int> = []
+            for try await id in group { seen.insert(id) }
+            return seen
+        }
+        #expect(concurrent.count > 1)
+        #expect(pool.connection.inFlight == 0)
+    }
+
     @Test("binary-safe arguments and replies, pipelines, error replies")
     func commandsAndPipelines() async throws {
         let pool = SharedRedis.pool()

@@ -22,6 +22,11 @@ struct QueueBench {
         try await queue.configure(settings)
         let spec = JobSpec(user: "bench", prompt: "noop", size: "64x64")
 
+        // The client's own round trip, to set the enqueue figures against.
+        let pings = 5_000
+        let ping = try await timed {
+            for _ in 0..<pings { _ = try await pool.send("PING") }
+        }
         let sequentialCount = min(jobs, 5_000)
         let sequential = try await timed {
             for _ in 0..<sequentialCount { _ = try await queue.enqueue(spec) }
@@ -54,6 +59,7 @@ struct QueueBench {
             }
         }
         let pickups = try await pickupLatencies(queue: queue, count: 500)
+        print("PING, one awaited call at a time:    \(rate(pings, ping)) calls/s")
         print("enqueue, one awaited call at a time: \(rate(sequentialCount, sequential)) jobs/s")
         print("enqueue, 64 concurrent callers:      \(rate(jobs, concurrent)) jobs/s")
         print("claim (batches of 64) + complete:    \(rate(processed, drain)) jobs/s (\(processed) jobs)")
