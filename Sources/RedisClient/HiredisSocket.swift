@@ -64,28 +64,46 @@ final class HiredisSocket {
 
     /// Queues one command in hiredis' output buffer.
     ///
-    /// The command is written in RESP here, once, and hiredis copies it into its buffer: a
-    /// megabyte blob is copied twice on its way to the socket, not three times.
+    /// The command goes in RESP, in pieces: the headers and small arguments gathered, a large
+    /// argument straight from its own storage. A megabyte blob is therefore copied once on its
+    /// way to the socket (into hiredis' buffer), never into a whole-command buffer first.
     func append(_ command: RedisCommand) {
-        let resp = HiredisSocket.encode(command)
-        resp.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { chars in
+        HiredisSocket.forEachPiece(of: command) { piece in
+            piece.withMemoryRebound(to: CChar.self) { chars in
                 _ = redisAppendFormattedCommand(context, chars.baseAddress, chars.count)
             }
         }
     }
 
-    /// `command` as a RESP array of bulk strings.
+    /// `command` as a RESP array of bulk strings, in one buffer.
     static func encode(_ command: RedisCommand) -> [UInt8] {
         var resp: [UInt8] = []
-        resp.reserveCapacity(command.reduce(16) { $0 + $1.bytes.count + 16 })
-        appendHeader(UInt8(ascii: "*"), command.count, to: &resp)
-        for argument in command {
-            appendHeader(UInt8(ascii: "$"), argument.bytes.count, to: &resp)
-            resp.append(contentsOf: argument.bytes)
-            resp.append(contentsOf: [UInt8(ascii: "\r"), UInt8(ascii: "\n")])
-        }
+        forEachPiece(of: command) { resp.append(contentsOf: $0) }
         return resp
+    }
+
+    /// Arguments up to this size are gathered with the headers; larger ones go by themselves.
+    static let gatherLimit = 4096
+
+    /// Calls `body` with consecutive pieces of `command` in RESP: together, a RESP array of bulk
+    /// strings.
+    static func forEachPiece(of command: RedisCommand, _ body: (UnsafeBufferPointer<UInt8>) -> Void) {
+        var gathered: [UInt8] = []
+        gathered.reserveCapacity(
+            command.reduce(16) { $0 + ($1.bytes.count <= gatherLimit ? $1.bytes.count : 0) + 16 })
+        appendHeader(UInt8(ascii: "*"), command.count, to: &gathered)
+        for argument in command {
+            appendHeader(UInt8(ascii: "$"), argument.bytes.count, to: &gathered)
+            if argument.bytes.count <= gatherLimit {
+                gathered.append(contentsOf: argument.bytes)
+            } else {
+                gathered.withUnsafeBufferPointer(body)
+                gathered.removeAll(keepingCapacity: true)
+                argument.bytes.withUnsafeBufferPointer(body)
+            }
+            gathered.append(contentsOf: [UInt8(ascii: "\r"), UInt8(ascii: "\n")])
+        }
+        gathered.withUnsafeBufferPointer(body)
     }
 
     /// `<kind><count>\r\n`.

@@ -54,8 +54,9 @@ public final class RedisJobQueue: QueueStoringOutputs, Sendable {
         self.keys = QueueKeys(queue: name)
         self.library = RedisJobQueue.functionLibrary
         self.logger = logger
-        // Outputs ride with their completions: a call carries at most a few MiB of them.
-        self.completions = GroupCommit(maxBatch: 256, maxWeight: 4 << 20, weight: \.outputBytes) {
+        // Outputs ride with their completions, but a call carries about one large image at most:
+        // Redis copies every argument of a function call, and the worker's buffers stay small.
+        self.completions = GroupCommit(maxBatch: 256, maxWeight: 1 << 20, weight: \.outputBytes) {
             [library, keys, pool] batch in
             try await RedisJobQueue.completeMany(batch, library: library, prefix: keys.prefix, pool: pool)
         }

@@ -48,16 +48,26 @@ final class CancelSignal: Sendable {
 /// Runs `body` in a task of its own, cancelled when `signal` fires or the caller is cancelled, and
 /// returns its result. Once the signal has fired it throws `CancellationError`, even when the body
 /// finished anyway: a stopped job's outcome is decided by the stop reason.
+///
+/// The result is handed over through a box the caller empties, not kept as the task's value: the
+/// signal's handler holds the task until the next job replaces it, and a job's result can hold
+/// its outputs (megabytes), which must go as soon as the caller is done with them.
 func runUntilSignaled<T: Sendable>(
     _ signal: CancelSignal, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
-    let task = Task { try await body() }
+    let handover = Mutex<T?>(nil)
+    let task = Task {
+        let value = try await body()
+        handover.withLock { $0 = value }
+    }
     signal.onFire { _ in task.cancel() }
-    let value = try await withTaskCancellationHandler {
+    try await withTaskCancellationHandler {
         try await task.value
     } onCancel: {
         task.cancel()
     }
+    let value = handover.withLock { $0.take() }
     if signal.reason != nil { throw CancellationError() }
+    guard let value else { throw CancellationError() }
     return value
 }

@@ -50,7 +50,7 @@ struct JobRunner: Sendable {
             var claim = claimNext ? 1 : 0
             let next = try await reportWithRetry {
                 defer { claim = 0 }
-                if let storing = storingQueue {
+                if let storing = storingQueue, !done.pending.isEmpty {
                     return try await storing.complete(
                         job.lease, result: result, outputs: done.pending, ttl: configuration.outputTTL,
                         thenClaim: claim, workerID: configuration.workerID)
@@ -223,14 +223,17 @@ struct JobRunner: Sendable {
         // The usage goes with the result: completing the job corrects a token budget (if any).
 
         // 3. Outputs, under job-scoped keys: a retry overwrites instead of adding. A queue that
-        // stores them writes them with the completion instead.
+        // stores them writes small ones with the completion instead.
         try await report(lease, "storing")
         let storeStart = clock.now
         var outputs: [OutputReference] = []
         var pending: [JobOutput] = []
+        let withCompletion =
+            storingQueue != nil
+            && response.images.reduce(0) { $0 + $1.bytes.count } <= configuration.completionOutputLimit
         for (index, image) in response.images.enumerated() {
             let key = BlobKey.output(jobID: lease.jobID, index: index)
-            if storingQueue != nil {
+            if withCompletion {
                 pending.append(JobOutput(key: key, bytes: image.bytes))
             } else {
                 try await blobs.put(key, image.bytes, ttl: configuration.outputTTL)

@@ -26,6 +26,10 @@ public struct WorkerConfiguration: Sendable {
     /// server with its `keys.blobPrefix`, as `imagegen worker --store redis` has. Queues that
     /// cannot store outputs ignore it. Default false.
     public var outputsWithCompletion = false
+    /// The most output bytes of one job that go with its completion; larger outputs are written
+    /// to the blob store first, as plain `SET`s: Redis copies a function's arguments into Lua and
+    /// again into the key, which costs more than the round trip saved. Default 64 KiB.
+    public var completionOutputLimit = 64 << 10
     /// Whether to publish progress events (validating, generating, storing). Default true.
     public var reportProgress = true
     /// Model name used when the job names none. Default `simulated-1`.
