@@ -94,7 +94,10 @@ enum Scenarios {
 
         let timelines = try await readTimelines(queue)
         let (jobsPerSecond, makespan) = rate(timelines)
-        let cost = RedisCost(before: before, after: after, pollCost: pollCost, polls: drain.polls, jobs: jobs)
+        // Its 8×8 outputs are written inside complete_stored.
+        let cost = RedisCost(
+            before: before, after: after, pollCost: pollCost, polls: drain.polls, jobs: jobs,
+            outputsInsideFunctions: jobs)
         result.add("jobs", .int(jobs))
         result.add("workers", .int(workers), row: "worker processes × slots", value: "\(workers) × \(slots)")
         result.add("finished", .bool(drain.finished))
@@ -242,7 +245,6 @@ enum Scenarios {
                 harness, queue, total: jobs, label: "io \(slots) slots", maxSeconds: maxSeconds, watch: processes)
             let cpu = Harness.cpuSeconds(processes) - cpuBefore
             let after = try await harness.snapshot()
-            let cost = RedisCost(before: before, after: after, pollCost: pollCost, polls: drain.polls, jobs: jobs)
             await harness.stop(processes)
             let timelines = try await readTimelines(queue)
             let (jobsPerSecond, makespan) = rate(timelines)
@@ -252,6 +254,9 @@ enum Scenarios {
                 try await harness.pool.send([
                     "STRLEN", RedisArgument(queue.keys.blobPrefix + "output:\(ids.first ?? ""):0"),
                 ]).int ?? 0
+            let cost = RedisCost(
+                before: before, after: after, pollCost: pollCost, polls: drain.polls, jobs: jobs,
+                outputsInsideFunctions: outputBytes <= RedisCost.completionOutputLimit ? jobs : 0)
             let ideal = Double(slots) * workerCount * 1000 / Double(latencyMS)
             let percent = jobsPerSecond / ideal * 100
             let steady = steadyRate(timelines, warmUpMS: Int64(latencyMS))
@@ -641,12 +646,22 @@ struct RedisCost {
         "auth", "select", "ping",
     ]
 
-    init(before: RedisSnapshot, after: RedisSnapshot, pollCost: [String: Int], polls: Int, jobs: Int) {
+    /// Outputs up to this size are written by the worker's `complete_stored` call, not by a `SET`
+    /// of its own (`WorkerConfiguration.completionOutputLimit`'s default).
+    static let completionOutputLimit = 64 << 10
+
+    /// `outputsInsideFunctions`: the `SET`s run inside `complete_stored` (one per small output),
+    /// which are not round trips of their own.
+    init(
+        before: RedisSnapshot, after: RedisSnapshot, pollCost: [String: Int], polls: Int, jobs: Int,
+        outputsInsideFunctions: Int = 0
+    ) {
         var delta = after.callsSince(before)
         delta["info"] = nil
         for (name, count) in pollCost { delta[name] = max(0, (delta[name] ?? 0) - count * polls) }
         let jobs = Double(max(1, jobs))
-        callsPerJob = Double(delta.filter { RedisCost.clientCommands.contains($0.key) }.values.reduce(0, +)) / jobs
+        let clientCalls = delta.filter { RedisCost.clientCommands.contains($0.key) }.values.reduce(0, +)
+        callsPerJob = Double(max(0, clientCalls - min(outputsInsideFunctions, delta["set"] ?? 0))) / jobs
         commandsPerJob = Double(delta.values.reduce(0, +)) / jobs
         cpuSeconds = after.cpuSeconds - before.cpuSeconds
         byCommand = delta.sorted { $0.value > $1.value }.filter { $0.value > 0 }.map {
