@@ -50,7 +50,8 @@ public struct OpenAIImagesBackend: ImageModelBackend {
         /// larger than the budget is read alone; one without a length counts as 4 MiB. Decoding and
         /// storing an answer takes a few milliseconds, so a small budget still moves hundreds of
         /// megabyte answers a second; each MiB of budget costs about 5 MiB of peak memory (copies
-        /// on the way to Redis, and the allocator's slack). Default 4 MiB.
+        /// on the way to Redis, and the allocator's slack). Waiting for the budget counts toward
+        /// ``requestTimeout``. Default 4 MiB.
         public var answerMemoryBytes: Int = 4 << 20
 
         /// Creates a configuration; every argument but the key defaults to the documented default.

@@ -37,6 +37,18 @@ struct RedisClientTests {
             + Array("\r\n$10\r\n123456789A\r\n".utf8)
         #expect(HiredisSocket.encode(command) == expected)
         #expect(HiredisSocket.encode(["PING"]) == Array("*1\r\n$4\r\nPING\r\n".utf8))
+        // A large argument goes as a piece of its own, between the gathered ones.
+        let large = [UInt8](repeating: 0x41, count: HiredisSocket.gatherLimit + 1)
+        var pieces: [[UInt8]] = []
+        HiredisSocket.forEachPiece(of: ["SET", "k", RedisArgument(bytes: large), "PX", "5"]) {
+            pieces.append(Array($0))
+        }
+        #expect(pieces.count == 2 + 1)
+        #expect(pieces[1] == large)
+        #expect(
+            pieces.joined().elementsEqual(
+                Array("*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$4097\r\n".utf8) + large
+                    + Array("\r\n$2\r\nPX\r\n$1\r\n5\r\n".utf8)))
     }
 
     @Test("a pool keeps one awaiting caller on one connection, spreads concurrent calls, and counts them out")
