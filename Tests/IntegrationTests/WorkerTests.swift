@@ -10,8 +10,11 @@ import Worker
 
 @Suite("Worker")
 struct WorkerTests {
-    @Test("generate and edit jobs run end to end; outputs are PNGs stored with a TTL")
-    func endToEnd() async throws {
+    /// Outputs go with the completion (up to the limit) or by a `SET` of their own first (limit 0).
+    @Test(
+        "generate and edit jobs run end to end; outputs are PNGs stored with a TTL",
+        arguments: [WorkerConfiguration().completionOutputLimit, 0])
+    func endToEnd(completionOutputLimit: Int) async throws {
         var settings = QueueSettings()
         settings.retention = .seconds(7200)
         let fixture = try await QueueFixture(settings: settings)
@@ -19,7 +22,10 @@ struct WorkerTests {
         let worker = RunningWorker(
             queue: fixture.queue, blobs: fixture.blobs,
             backend: SimulatedBackend(configuration: .init(latency: .milliseconds(20))),
-            configure: { $0.outputTTL = .seconds(7200) })
+            configure: {
+                $0.outputTTL = .seconds(7200)
+                $0.completionOutputLimit = completionOutputLimit
+            })
 
         let photo = try Data(contentsOf: packageRoot.appendingPathComponent("samples/photo.png"))
         try await fixture.blobs.put("upload:photo", Array(photo), ttl: .seconds(7200))
