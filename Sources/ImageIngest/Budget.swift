@@ -39,16 +39,9 @@ public final class Budget: Sendable {
     ///
     /// - Throws: `CancellationError` when the task is canceled while waiting, or what `body` throws.
     public func withUnits<T: Sendable>(_ units: Int, _ body: () async throws -> T) async throws -> T {
-        let cost = min(capacity, max(1, units))
-        try await acquire(cost)
-        do {
-            let result = try await body()
-            release(cost)
-            return result
-        } catch {
-            release(cost)
-            throw error
-        }
+        let reservation = try await reserve(units)
+        defer { reservation.release() }
+        return try await body()
     }
 
     /// Takes `units` of the budget (at most the whole budget), waiting for them first, until the

@@ -127,8 +127,8 @@ private final class State: @unchecked Sendable {
     private var runningFD: Int32 = -1
     private var interruptedID: UInt64?
 
-    /// Requests queued and not completed yet (shared with their completions).
-    private let unanswered = Counter()
+    /// Requests queued and not completed yet.
+    private let unanswered = Atomic<Int>(0)
 
     private var socket: HiredisSocket?
     private var backoff: ReconnectBackoff
@@ -158,12 +158,12 @@ private final class State: @unchecked Sendable {
             request.complete(.failure(RedisError(.closed, "connection closed")))
             return
         }
-        let unanswered = self.unanswered
-        unanswered.increment()
+        unanswered.add(1, ordering: .relaxed)
         let complete = request.complete
         queue.append(
-            Request(id: request.id, commands: request.commands, blockingTimeout: request.blockingTimeout) { result in
-                unanswered.decrement()
+            Request(id: request.id, commands: request.commands, blockingTimeout: request.blockingTimeout) {
+                [self] result in
+                unanswered.subtract(1, ordering: .relaxed)
                 complete(result)
             })
         condition.signal()
@@ -171,7 +171,7 @@ private final class State: @unchecked Sendable {
     }
 
     /// Requests queued and not completed yet.
-    var inFlight: Int { unanswered.current }
+    var inFlight: Int { unanswered.load(ordering: .relaxed) }
 
     func cancel(id: UInt64) {
         condition.lock()
@@ -320,14 +320,6 @@ private final class State: @unchecked Sendable {
         defer { condition.unlock() }
         return closed || interruptedID == id
     }
-}
-
-/// An atomic count that completions can hold on to.
-private final class Counter: Sendable {
-    private let value = Atomic<Int>(0)
-    func increment() { value.add(1, ordering: .relaxed) }
-    func decrement() { value.subtract(1, ordering: .relaxed) }
-    var current: Int { value.load(ordering: .relaxed) }
 }
 
 extension Duration {

@@ -19,6 +19,9 @@ struct JobRunner: Sendable {
     let classifier: FailureClassifier
     let hasher: UserHasher
     let logger: Logger
+    /// The queue, when it writes the outputs with the completion (see
+    /// ``WorkerConfiguration/outputsWithCompletion``); decided once, when the runner is made.
+    let storingQueue: (any QueueStoringOutputs)?
 
     /// Runs the job until it ends or `signal` stops it, and reports the outcome to the queue.
     /// With `claimNext`, a successful job's completion also claims the slot's next job, which is
@@ -82,12 +85,6 @@ struct JobRunner: Sendable {
                 "could not record the result; the job returns after its lease", metadata: ["error": "\(error)"])
         }
         return nil
-    }
-
-    /// The queue, when it writes the outputs with the completion (see
-    /// ``WorkerConfiguration/outputsWithCompletion``).
-    private var storingQueue: (any QueueStoringOutputs)? {
-        configuration.outputsWithCompletion ? queue as? any QueueStoringOutputs : nil
     }
 
     /// A job's work, done: its result, the outputs still to be written with the completion (when

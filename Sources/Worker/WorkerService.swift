@@ -38,7 +38,8 @@ public final class WorkerService: Service, Sendable {
         self.runner = JobRunner(
             configuration: configuration, queue: queue, backend: backend, ingestor: ingestor, blobs: blobs,
             classifier: FailureClassifier(retryPolicy: configuration.retryPolicy),
-            hasher: UserHasher(salt: configuration.userHashSalt), logger: logger)
+            hasher: UserHasher(salt: configuration.userHashSalt), logger: logger,
+            storingQueue: configuration.outputsWithCompletion ? queue as? any QueueStoringOutputs : nil)
     }
 
     public func run() async throws {
