@@ -98,7 +98,7 @@ public struct SimulatedBackend: ImageModelBackend {
             : pool.start { try (0..<request.count).map { try Self.draw(request, index: $0) } }
         do {
             if delay > .zero {
-                try await Task.sleep(for: delay)
+                try await DeadlineTimer.shared.sleep(for: delay)
             } else {
                 try Task.checkCancellation()
             }

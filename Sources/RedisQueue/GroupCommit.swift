@@ -8,6 +8,12 @@ import Synchronization
 /// takes at least one item, however heavy). `send` gets the items
 /// of one batch and returns one reply per item, in order; when it throws, every call of that batch
 /// gets the error.
+///
+/// Calls that arrive one by one but often (many slots waiting on a slow backend: each round trip
+/// would carry one item) are gathered by the linger: a batch of fewer than `linger.below` items
+/// that would go out less than `linger.interval` after the previous one waits until that interval
+/// has passed or `linger.below` items are ready, and takes what arrived meanwhile. A call after a
+/// quiet spell still goes at once.
 final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
     typealias Send = @Sendable ([Item]) async throws -> [Reply]
 
@@ -20,22 +26,30 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
         /// Whether a sender task is running (it keeps sending until nobody waits).
         var sending = false
         var waiting: [Waiter] = []
+        /// When the previous batch went out.
+        var lastSend: ContinuousClock.Instant?
+        /// The sender's linger, while it waits (ended early once the batch is big enough).
+        var lingering: Task<Void, Never>?
+        /// Items the lingering sender brings itself (1 for a leading call, else 0).
+        var lingerOwn = 0
     }
 
     private let state = Mutex(State())
     private let maxBatch: Int
     private let maxWeight: Int
     private let weight: @Sendable (Item) -> Int
+    private let linger: GroupCommitLinger
     private let send: Send
 
     init(
         maxBatch: Int, maxWeight: Int = .max, weight: @escaping @Sendable (Item) -> Int = { _ in 0 },
-        send: @escaping Send
+        linger: GroupCommitLinger = .none, send: @escaping Send
     ) {
         precondition(maxBatch > 0, "a batch holds at least one item")
         self.maxBatch = maxBatch
         self.maxWeight = maxWeight
         self.weight = weight
+        self.linger = linger
         self.send = send
     }
 
@@ -54,24 +68,36 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
         }
         guard lead else {
             return try await withCheckedThrowingContinuation { continuation in
-                let startSender = state.withLock { state in
+                let (startSender, endLinger) = state.withLock { state -> (Bool, Task<Void, Never>?) in
                     state.waiting.append(Waiter(item: item, continuation: continuation))
-                    if state.sending { return false }
+                    if state.sending {
+                        guard state.waiting.count + state.lingerOwn >= linger.below else { return (false, nil) }
+                        defer { state.lingering = nil }
+                        return (false, state.lingering)
+                    }
                     state.sending = true
-                    return true
+                    return (true, nil)
                 }
+                endLinger?.cancel()
                 if startSender {
                     Task { await self.sendUntilNobodyWaits() }
                 }
             }
         }
+        // Others may have queued behind this call while it lingered; they go with it.
+        await lingerIfFrequent(leading: true)
+        let others = state.withLock { takeBatch(&$0, leadWeight: weight(item)) }
         let reply: Result<Reply, any Error>
         do {
-            let replies = try await send([item])
-            guard replies.count == 1 else { throw GroupCommitError(expected: 1, received: replies.count) }
+            let replies = try await send([item] + others.map(\.item))
+            guard replies.count == 1 + others.count else {
+                throw GroupCommitError(expected: 1 + others.count, received: replies.count)
+            }
             reply = .success(replies[0])
+            for (waiter, reply) in zip(others, replies.dropFirst()) { waiter.continuation.resume(returning: reply) }
         } catch {
             reply = .failure(error)
+            for waiter in others { waiter.continuation.resume(throwing: error) }
         }
         let more = state.withLock { state in
             if state.waiting.isEmpty {
@@ -88,17 +114,9 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
 
     private func sendUntilNobodyWaits() async {
         while true {
+            await lingerIfFrequent(leading: false)
             let batch = state.withLock { state in
-                var count = 0
-                var total = 0
-                while count < min(state.waiting.count, maxBatch) {
-                    let next = weight(state.waiting[count].item)
-                    if count > 0 && next > maxWeight - total { break }
-                    total += next
-                    count += 1
-                }
-                let batch = Array(state.waiting.prefix(count))
-                state.waiting.removeFirst(count)
+                let batch = takeBatch(&state, leadWeight: nil)
                 if batch.isEmpty { state.sending = false }
                 return batch
             }
@@ -113,6 +131,73 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
                 for waiter in batch { waiter.continuation.resume(throwing: error) }
             }
         }
+    }
+
+    /// Takes the next batch's waiting calls (after the lead's item, when `leadWeight` is given:
+    /// it counts toward the limits) and notes the time it goes out.
+    private func takeBatch(_ state: inout State, leadWeight: Int?) -> [Waiter] {
+        var count = 0
+        var total = leadWeight ?? 0
+        let room = maxBatch - (leadWeight == nil ? 0 : 1)
+        while count < min(state.waiting.count, room) {
+            let next = weight(state.waiting[count].item)
+            if (count > 0 || leadWeight != nil) && next > maxWeight - total { break }
+            total += next
+            count += 1
+        }
+        let batch = Array(state.waiting.prefix(count))
+        state.waiting.removeFirst(count)
+        if leadWeight != nil || !batch.isEmpty { state.lastSend = .now }
+        return batch
+    }
+
+    /// Waits, when the linger says so, before the sender takes its next batch: until the interval
+    /// since the previous batch has passed, or until `linger.below` items are ready.
+    private func lingerIfFrequent(leading: Bool) async {
+        guard linger.below > 1 else { return }
+        let sleeper: Task<Void, Never>? = state.withLock { state in
+            let size = state.waiting.count + (leading ? 1 : 0)
+            guard size > 0, size < linger.below, let last = state.lastSend else { return nil }
+            let until = last + linger.interval
+            guard until > .now else { return nil }
+            let sleeper = Task { _ = try? await Task.sleep(until: until, clock: .continuous) }
+            state.lingering = sleeper
+            state.lingerOwn = leading ? 1 : 0
+            return sleeper
+        }
+        guard let sleeper else { return }
+        // A canceled caller sends at once.
+        await withTaskCancellationHandler {
+            await sleeper.value
+        } onCancel: {
+            sleeper.cancel()
+        }
+        state.withLock { state in
+            state.lingering = nil
+            state.lingerOwn = 0
+        }
+    }
+}
+
+/// How completions that come often, one by one, are gathered into fewer calls (see
+/// ``RedisJobQueue/init(pool:name:logger:completionLinger:)``). The default, `.none`, never waits.
+public struct GroupCommitLinger: Sendable {
+    /// The least time between the starts of two calls, when the second would carry fewer than
+    /// `below` completions.
+    public var interval: Duration
+    /// A call of this many completions or more goes at once (2 or more; below 2 the linger is off).
+    public var below: Int
+
+    public init(interval: Duration, below: Int) {
+        self.interval = interval
+        self.below = below
+    }
+
+    public static let none = GroupCommitLinger(interval: .zero, below: 0)
+
+    /// The worker's default for `slots` slots: 2 ms, and at once when half of them are completing.
+    public static func worker(slots: Int) -> GroupCommitLinger {
+        GroupCommitLinger(interval: .milliseconds(2), below: slots / 2)
     }
 }
 

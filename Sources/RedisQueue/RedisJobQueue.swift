@@ -45,7 +45,14 @@ public final class RedisJobQueue: QueueStoringOutputs, Sendable {
     }()
 
     /// A queue named `name` (default `default`) on `pool`.
-    public init(pool: RedisPool, name: String = "default", logger: Logger = Logger(label: "imagegen.queue")) throws {
+    ///
+    /// `completionLinger` says how long completions that come often (many slots, a fast backend)
+    /// may wait to share a call of `complete_stored`; by default they never wait. A worker passes
+    /// ``GroupCommitLinger/worker(slots:)``.
+    public init(
+        pool: RedisPool, name: String = "default", logger: Logger = Logger(label: "imagegen.queue"),
+        completionLinger: GroupCommitLinger = .none
+    ) throws {
         guard QueueKeys.isValidQueueName(name) else {
             throw QueueError(.invalidConfiguration, "queue name '\(name)': 1-64 letters, digits, - or _")
         }
@@ -56,7 +63,9 @@ public final class RedisJobQueue: QueueStoringOutputs, Sendable {
         self.logger = logger
         // Outputs ride with their completions, but a call carries about one large image at most:
         // Redis copies every argument of a function call, and the worker's buffers stay small.
-        self.completions = GroupCommit(maxBatch: 256, maxWeight: 1 << 20, weight: \.outputBytes) {
+        self.completions = GroupCommit(
+            maxBatch: 256, maxWeight: 1 << 20, weight: \.outputBytes, linger: completionLinger
+        ) {
             [library, keys, pool] batch in
             try await RedisJobQueue.completeMany(batch, library: library, prefix: keys.prefix, pool: pool)
         }

@@ -32,7 +32,8 @@ struct DemoCommand: AsyncParsableCommand {
         let logger = connection.bootstrapLogging(defaultLevel: .warning)
         var options = connection
         if options.queue == nil { options.queue = "demo-\(UInt32.random(in: 0...UInt32.max))" }
-        let (pool, queue, blobs) = try options.connect(logger: logger, poolSize: 2)
+        let (pool, queue, blobs) = try options.connect(
+            logger: logger, poolSize: 2, completionLinger: .worker(slots: slots))
         defer {
             queue.close()
             pool.close()

@@ -67,9 +67,12 @@ struct ConnectionOptions: ParsableArguments {
     }
 
     /// The pool, queue and Redis blob store for these options.
-    func connect(logger: Logger, poolSize: Int = 2) throws -> (RedisPool, RedisJobQueue, RedisBlobStore) {
+    func connect(
+        logger: Logger, poolSize: Int = 2, completionLinger: GroupCommitLinger = .none
+    ) throws -> (RedisPool, RedisJobQueue, RedisBlobStore) {
         let pool = RedisPool(configuration: try redisConfiguration(), size: poolSize, logger: logger)
-        let queue = try RedisJobQueue(pool: pool, name: queueName, logger: logger)
+        let queue = try RedisJobQueue(
+            pool: pool, name: queueName, logger: logger, completionLinger: completionLinger)
         let blobs = RedisBlobStore(pool: pool, prefix: queue.keys.blobPrefix)
         return (pool, queue, blobs)
     }

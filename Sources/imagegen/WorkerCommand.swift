@@ -204,6 +204,13 @@ struct QueueSettingsOptions: ParsableArguments {
 struct WorkerOptions: ParsableArguments {
     @Option(help: "Jobs this process runs at once. Default 16.")
     var slots: Int = 16
+    @Option(
+        help: """
+            Milliseconds a completion may wait to share a Redis call with others, when they come \
+            often: at most this long after the previous call, and not once half the slots are \
+            completing. 0 sends each at once. Default 2.
+            """)
+    var completionLingerMs: Int = 2
     @Option(help: "Seconds between lease renewals. Default 2.")
     var heartbeatSeconds: Double = 2
     @Option(help: "Seconds running jobs may take to finish on shutdown before they are handed back. Default 20.")
@@ -257,6 +264,9 @@ struct WorkerOptions: ParsableArguments {
 
     func validate() throws {
         guard slots >= 1 else { throw ValidationError("--slots must be at least 1") }
+        guard (0...1000).contains(completionLingerMs) else {
+            throw ValidationError("--completion-linger-ms: from 0 to 1000")
+        }
         guard maxUploadBytes > 0, maxUploadPixels > 0, maxSide > 0, ingestThreads > 0, ingestPixelBudget > 0 else {
             throw ValidationError(
                 "--max-upload-bytes, --max-upload-pixels, --max-side, --ingest-threads and --ingest-pixel-budget must be positive"
@@ -276,6 +286,14 @@ struct WorkerOptions: ParsableArguments {
         guard (0...1).contains(simFailureRate), (0...1).contains(simRateLimitRate), (0...1).contains(simModerationRate),
             simFailureRate + simRateLimitRate + simModerationRate <= 1
         else { throw ValidationError("--sim-*-rate: fractions from 0 to 1, adding up to at most 1") }
+    }
+
+    /// How completions share Redis calls (see `--completion-linger-ms`).
+    var completionLinger: GroupCommitLinger {
+        guard completionLingerMs > 0 else { return .none }
+        var linger = GroupCommitLinger.worker(slots: slots)
+        linger.interval = .milliseconds(completionLingerMs)
+        return linger
     }
 
     func workerConfiguration() -> WorkerConfiguration {
@@ -352,7 +370,8 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let logger = connection.bootstrapLogging()
-        let (pool, queue, redisBlobs) = try connection.connect(logger: logger, poolSize: 1)
+        let (pool, queue, redisBlobs) = try connection.connect(
+            logger: logger, poolSize: 1, completionLinger: worker.completionLinger)
         defer {
             queue.close()
             pool.close()

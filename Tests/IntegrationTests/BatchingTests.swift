@@ -315,3 +315,63 @@ struct QueueLayoutUpgradeTests {
         #expect(try await fixture.keysBreakingRetention(.seconds(14 * 24 * 3600)).isEmpty)
     }
 }
+
+extension GroupCommitTests {
+    /// The batches a commit sent.
+    final class BatchLog: Sendable {
+        let batches = Mutex<[[Int]]>([])
+        let times = Mutex<[ContinuousClock.Instant]>([])
+        var sent: [[Int]] { batches.withLock { $0 } }
+    }
+
+    /// A commit that records its batches and answers at once.
+    static func recording(linger: GroupCommitLinger) -> (GroupCommit<Int, Int>, BatchLog) {
+        let log = BatchLog()
+        let commit = GroupCommit<Int, Int>(maxBatch: 64, linger: linger) { batch in
+            log.batches.withLock { $0.append(batch.sorted()) }
+            log.times.withLock { $0.append(.now) }
+            return batch
+        }
+        return (commit, log)
+    }
+
+    @Test("a lone call right after a batch waits until the linger's interval has passed")
+    func lingerWaits() async throws {
+        let (commit, batches) = Self.recording(linger: GroupCommitLinger(interval: .milliseconds(300), below: 10))
+        #expect(try await commit.submit(1) == 1)
+        #expect(try await commit.submit(2) == 2)
+        #expect(batches.sent == [[1], [2]])
+        let times = batches.times.withLock { $0 }
+        #expect(times[1] - times[0] >= .milliseconds(300))
+    }
+
+    @Test("calls that come while one lingers join it; the linger ends once enough are ready", .timeLimit(.minutes(1)))
+    func lingerEndsEarly() async throws {
+        let (commit, batches) = Self.recording(linger: GroupCommitLinger(interval: .seconds(3600), below: 3))
+        #expect(try await commit.submit(1) == 1)
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for value in 2...4 { group.addTask { try await commit.submit(value) } }
+            try await group.waitForAll()
+        }
+        #expect(batches.sent == [[1], [2, 3, 4]])
+    }
+
+    @Test("a canceled caller does not wait for the linger", .timeLimit(.minutes(1)))
+    func lingerCanceled() async throws {
+        let (commit, batches) = Self.recording(linger: GroupCommitLinger(interval: .seconds(3600), below: 10))
+        #expect(try await commit.submit(1) == 1)
+        let second = Task { try await commit.submit(2) }
+        try await Task.sleep(for: .milliseconds(20))
+        second.cancel()
+        #expect(try await second.value == 2)
+        #expect(batches.sent == [[1], [2]])
+    }
+
+    @Test("the worker's linger: 2 ms, off for fewer than 4 slots")
+    func workerLinger() {
+        #expect(GroupCommitLinger.worker(slots: 64).interval == .milliseconds(2))
+        #expect(GroupCommitLinger.worker(slots: 64).below == 32)
+        #expect(GroupCommitLinger.worker(slots: 3).below < 2)
+        #expect(GroupCommitLinger.none.below < 2)
+    }
+}

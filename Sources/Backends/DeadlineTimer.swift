@@ -1,0 +1,166 @@
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Musl)
+    import Musl
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// One thread that resumes sleeping tasks at their deadlines, the way an event loop's timers do.
+///
+/// `Task.sleep` arms a timer of the global executor for every call, which wakes its timer thread
+/// both when the timer is armed and when it fires. Here a sleeper whose deadline is not the
+/// earliest is only put in the heap; the thread wakes once per due deadline (once for several due
+/// together) and resumes their tasks. Used by ``SimulatedBackend``, whose hundreds of concurrent
+/// calls stand in for a remote model's answers arriving over the network.
+final class DeadlineTimer: @unchecked Sendable {
+    /// The process' timer, started on first use.
+    static let shared = DeadlineTimer()
+
+    private struct Sleeper {
+        var deadline: UInt64
+        var id: UInt64
+        var continuation: CheckedContinuation<Void, any Error>
+    }
+
+    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
+    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let nextID = Atomic<UInt64>(0)
+    // Guarded by `mutex`.
+    private var heap: [Sleeper] = []
+    private var canceledEarly: Set<UInt64> = []
+    /// The deadline the thread waits for (`.max`: none, it waits for a signal).
+    private var waitingFor: UInt64 = .max
+
+    private init() {
+        pthread_mutex_init(mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+        let thread = Thread { [self] in self.run() }
+        thread.name = "imagegen.deadline-timer"
+        thread.start()
+    }
+
+    /// Nanoseconds on the monotonic clock.
+    static func now() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+
+    /// Suspends the calling task for `duration`; throws `CancellationError` as soon as it is canceled.
+    func sleep(for duration: Duration) async throws {
+        let (seconds, attoseconds) = duration.components
+        let nanoseconds = max(0, seconds) * 1_000_000_000 + max(0, attoseconds) / 1_000_000_000
+        let deadline = Self.now() + UInt64(nanoseconds)
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                add(Sleeper(deadline: deadline, id: id, continuation: continuation))
+            }
+        } onCancel: {
+            cancel(id)
+        }
+    }
+
+    private func add(_ sleeper: Sleeper) {
+        pthread_mutex_lock(mutex)
+        if canceledEarly.remove(sleeper.id) != nil {
+            pthread_mutex_unlock(mutex)
+            sleeper.continuation.resume(throwing: CancellationError())
+            return
+        }
+        push(sleeper)
+        // The thread needs waking only when this deadline comes before the one it waits for.
+        let wake = sleeper.deadline < waitingFor
+        pthread_mutex_unlock(mutex)
+        if wake { pthread_cond_signal(condition) }
+    }
+
+    private func cancel(_ id: UInt64) {
+        pthread_mutex_lock(mutex)
+        guard let index = heap.firstIndex(where: { $0.id == id }) else {
+            // Not added yet (or already resumed, and then the id is never looked at again).
+            canceledEarly.insert(id)
+            pthread_mutex_unlock(mutex)
+            return
+        }
+        let sleeper = remove(at: index)
+        pthread_mutex_unlock(mutex)
+        sleeper.continuation.resume(throwing: CancellationError())
+    }
+
+    private func run() {
+        var due: [Sleeper] = []
+        pthread_mutex_lock(mutex)
+        while true {
+            let now = Self.now()
+            while let first = heap.first, first.deadline <= now { due.append(remove(at: 0)) }
+            if !due.isEmpty {
+                pthread_mutex_unlock(mutex)
+                for sleeper in due { sleeper.continuation.resume() }
+                due.removeAll(keepingCapacity: true)
+                pthread_mutex_lock(mutex)
+                continue
+            }
+            // Ids canceled after their sleeper was resumed are never looked up again.
+            if (heap.isEmpty && !canceledEarly.isEmpty) || canceledEarly.count > 4096 { canceledEarly.removeAll() }
+            waitingFor = heap.first?.deadline ?? .max
+            if waitingFor == .max {
+                pthread_cond_wait(condition, mutex)
+            } else {
+                var until = timespec(
+                    tv_sec: Int(waitingFor / 1_000_000_000), tv_nsec: Int(waitingFor % 1_000_000_000))
+                pthread_cond_timedwait(condition, mutex, &until)
+            }
+            waitingFor = 0
+        }
+    }
+
+    // A binary min-heap on the deadline.
+
+    private func push(_ sleeper: Sleeper) {
+        heap.append(sleeper)
+        siftUp(heap.count - 1)
+    }
+
+    private func remove(at index: Int) -> Sleeper {
+        heap.swapAt(index, heap.count - 1)
+        let removed = heap.removeLast()
+        if index < heap.count {
+            siftUp(index)
+            siftDown(index)
+        }
+        return removed
+    }
+
+    private func siftUp(_ start: Int) {
+        var child = start
+        while child > 0 {
+            let parent = (child - 1) / 2
+            if heap[parent].deadline <= heap[child].deadline { return }
+            heap.swapAt(parent, child)
+            child = parent
+        }
+    }
+
+    private func siftDown(_ start: Int) {
+        var parent = start
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < heap.count && heap[left].deadline < heap[smallest].deadline { smallest = left }
+            if right < heap.count && heap[right].deadline < heap[smallest].deadline { smallest = right }
+            if smallest == parent { return }
+            heap.swapAt(parent, smallest)
+            parent = smallest
+        }
+    }
+}
