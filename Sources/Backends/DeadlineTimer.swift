@@ -23,7 +23,8 @@ final class DeadlineTimer: @unchecked Sendable {
     private struct Sleeper {
         var deadline: UInt64
         var id: UInt64
-        var continuation: CheckedContinuation<Void, any Error>
+        /// Runs on the timer's thread at the deadline (`nil`) or at cancellation (the error).
+        var finish: @Sendable ((any Error)?) -> Void
     }
 
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
@@ -56,13 +57,29 @@ final class DeadlineTimer: @unchecked Sendable {
 
     /// Suspends the calling task for `duration`; throws `CancellationError` as soon as it is canceled.
     func sleep(for duration: Duration) async throws {
+        try await sleep(for: duration) {}
+    }
+
+    /// Suspends the calling task for `duration`, then runs `body` on the timer's thread and returns
+    /// its result; throws `CancellationError` as soon as it is canceled (and `body` does not run).
+    ///
+    /// For small work that would otherwise wake another thread: it holds up every later deadline
+    /// while it runs.
+    func sleep<T: Sendable>(for duration: Duration, then body: @escaping @Sendable () throws -> T) async throws -> T {
         let (seconds, attoseconds) = duration.components
         let nanoseconds = max(0, seconds) * 1_000_000_000 + max(0, attoseconds) / 1_000_000_000
         let deadline = Self.now() + UInt64(nanoseconds)
         let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
-        try await withTaskCancellationHandler {
+        return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
-                add(Sleeper(deadline: deadline, id: id, continuation: continuation))
+                add(
+                    Sleeper(deadline: deadline, id: id) { error in
+                        if let error {
+                            continuation.resume(throwing: error)
+                        } else {
+                            continuation.resume(with: Result { try body() })
+                        }
+                    })
             }
         } onCancel: {
             cancel(id)
@@ -73,7 +90,7 @@ final class DeadlineTimer: @unchecked Sendable {
         pthread_mutex_lock(mutex)
         if canceledEarly.remove(sleeper.id) != nil {
             pthread_mutex_unlock(mutex)
-            sleeper.continuation.resume(throwing: CancellationError())
+            sleeper.finish(CancellationError())
             return
         }
         push(sleeper)
@@ -93,7 +110,7 @@ final class DeadlineTimer: @unchecked Sendable {
         }
         let sleeper = remove(at: index)
         pthread_mutex_unlock(mutex)
-        sleeper.continuation.resume(throwing: CancellationError())
+        sleeper.finish(CancellationError())
     }
 
     private func run() {
@@ -104,7 +121,7 @@ final class DeadlineTimer: @unchecked Sendable {
             while let first = heap.first, first.deadline <= now { due.append(remove(at: 0)) }
             if !due.isEmpty {
                 pthread_mutex_unlock(mutex)
-                for sleeper in due { sleeper.continuation.resume() }
+                for sleeper in due { sleeper.finish(nil) }
                 due.removeAll(keepingCapacity: true)
                 pthread_mutex_lock(mutex)
                 continue

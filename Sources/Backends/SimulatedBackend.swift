@@ -51,6 +51,8 @@ public struct SimulatedBackend: ImageModelBackend {
     public static let maxSide = 2048
     /// The most images one request may ask for.
     public static let maxCount = 10
+    /// Pictures of at most this many pixels in all are drawn by the timer's thread at the deadline.
+    static let smallPixels = 64 * 64
 
     /// The configuration in use.
     public let configuration: Configuration
@@ -91,18 +93,26 @@ public struct SimulatedBackend: ImageModelBackend {
             !fails && !rateLimited
             && draw < configuration.failureRate + configuration.rateLimitRate + configuration.moderationRate
         let delay = latency(unit: random.nextUnit())
-        // The pictures are drawn while the latency passes, as a remote model's would be.
+        let draws = !(fails || rateLimited || moderated)
+        // Small pictures are drawn by the timer when the latency has passed; larger ones on the
+        // pool while it passes, as a remote model's would be.
+        let drawsAtDeadline =
+            draws && delay > .zero && request.width * request.height * request.count <= Self.smallPixels
         let drawing =
-            fails || rateLimited || moderated
-            ? nil
-            : pool.start { try (0..<request.count).map { try Self.draw(request, index: $0) } }
+            draws && !drawsAtDeadline
+            ? pool.start { try (0..<request.count).map { try Self.draw(request, index: $0) } } : nil
+        var drawn: [GeneratedImage]?
         do {
-            if delay > .zero {
+            if drawsAtDeadline {
+                drawn = try await DeadlineTimer.shared.sleep(for: delay) {
+                    try (0..<request.count).map { try Self.draw(request, index: $0) }
+                }
+            } else if delay > .zero {
                 try await DeadlineTimer.shared.sleep(for: delay)
             } else {
                 try Task.checkCancellation()
             }
-        } catch {
+        } catch is CancellationError {
             throw BackendError(.canceled, "the request was canceled")
         }
         if rateLimited {
@@ -115,8 +125,14 @@ public struct SimulatedBackend: ImageModelBackend {
             throw BackendError(.unavailable, "simulated backend failure")
         }
 
-        guard let drawing else { throw BackendError(.unavailable, "simulated backend failure") }
-        let images = try await drawing.value
+        let images: [GeneratedImage]
+        if let drawn {
+            images = drawn
+        } else if let drawing {
+            images = try await drawing.value
+        } else {
+            throw BackendError(.unavailable, "simulated backend failure")
+        }
         if Task.isCancelled {
             throw BackendError(.canceled, "the request was canceled")
         }

@@ -107,11 +107,24 @@ struct SimulatedBackendTests {
         #expect(error?.code == .invalidRequest)
     }
 
-    @Test func cancellationDuringLatencyThrowsPromptly() async throws {
+    @Test("small pictures, drawn by the timer at the deadline, are the same as drawn on the pool")
+    func smallPicturesDrawnAtTheDeadline() async throws {
+        let timed = SimulatedBackend(configuration: .init(latency: .milliseconds(1), latencyJitter: 0))
+        for (width, height, count) in [(8, 8, 2), (64, 64, 1), (65, 64, 1)] {
+            let request = Self.request("a red fox in the snow", width: width, height: height, count: count)
+            let atDeadline = try await timed.generate(request)
+            let onPool = try await Self.fast.generate(request)
+            #expect(atDeadline.images.count == count)
+            #expect(atDeadline.images.map(\.bytes) == onPool.images.map(\.bytes))
+        }
+    }
+
+    @Test(arguments: [(96, 64), (8, 8)])
+    func cancellationDuringLatencyThrowsPromptly(width: Int, height: Int) async throws {
         let slow = SimulatedBackend(configuration: .init(latency: .seconds(30)))
         let clock = ContinuousClock()
         let start = clock.now
-        let task = Task { try await slow.generate(Self.request("slow")) }
+        let task = Task { try await slow.generate(Self.request("slow", width: width, height: height)) }
         try await Task.sleep(for: .milliseconds(50))
         task.cancel()
         let error = await #expect(throws: BackendError.self) { try await task.value }
