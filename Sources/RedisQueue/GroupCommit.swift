@@ -11,9 +11,9 @@ import Synchronization
 ///
 /// Calls that arrive one by one but often (many slots waiting on a slow backend: each round trip
 /// would carry one item) are gathered by the linger: a batch of fewer than `linger.below` items
-/// that would go out less than `linger.interval` after the previous one waits until that interval
-/// has passed or `linger.below` items are ready, and takes what arrived meanwhile. A call after a
-/// quiet spell still goes at once.
+/// that would go out less than `linger.interval` after a previous one that was small too waits
+/// until that interval has passed or `linger.below` items are ready, and takes what arrived
+/// meanwhile. A call after a quiet spell, or after a big batch, still goes at once.
 final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
     typealias Send = @Sendable ([Item]) async throws -> [Reply]
 
@@ -26,8 +26,9 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
         /// Whether a sender task is running (it keeps sending until nobody waits).
         var sending = false
         var waiting: [Waiter] = []
-        /// When the previous batch went out.
+        /// When the previous batch went out, and its size.
         var lastSend: ContinuousClock.Instant?
+        var lastSize = 0
         /// The sender's linger, while it waits (ended early once the batch is big enough).
         var lingering: Task<Void, Never>?
         /// Items the lingering sender brings itself (1 for a leading call, else 0).
@@ -147,7 +148,10 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
         }
         let batch = Array(state.waiting.prefix(count))
         state.waiting.removeFirst(count)
-        if leadWeight != nil || !batch.isEmpty { state.lastSend = .now }
+        if leadWeight != nil || !batch.isEmpty {
+            state.lastSend = .now
+            state.lastSize = batch.count + (leadWeight == nil ? 0 : 1)
+        }
         return batch
     }
 
@@ -157,7 +161,10 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
         guard linger.below > 1 else { return }
         let sleeper: Task<Void, Never>? = state.withLock { state in
             let size = state.waiting.count + (leading ? 1 : 0)
-            guard size > 0, size < linger.below, let last = state.lastSend else { return nil }
+            // Calls that already come in big batches need no gathering.
+            guard size > 0, size < linger.below, state.lastSize < linger.below, let last = state.lastSend else {
+                return nil
+            }
             let until = last + linger.interval
             guard until > .now else { return nil }
             let sleeper = Task { _ = try? await Task.sleep(until: until, clock: .continuous) }
@@ -182,8 +189,8 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
 /// How completions that come often, one by one, are gathered into fewer calls (see
 /// ``RedisJobQueue/init(pool:name:logger:completionLinger:)``). The default, `.none`, never waits.
 public struct GroupCommitLinger: Sendable {
-    /// The least time between the starts of two calls, when the second would carry fewer than
-    /// `below` completions.
+    /// The least time between the starts of two calls, when both carry fewer than `below`
+    /// completions.
     public var interval: Duration
     /// A call of this many completions or more goes at once (2 or more; below 2 the linger is off).
     public var below: Int
@@ -195,9 +202,10 @@ public struct GroupCommitLinger: Sendable {
 
     public static let none = GroupCommitLinger(interval: .zero, below: 0)
 
-    /// The worker's default for `slots` slots: 2 ms, and at once when half of them are completing.
+    /// The worker's default for `slots` slots: 2 ms, and at once when a quarter of them are
+    /// completing (off below 8 slots).
     public static func worker(slots: Int) -> GroupCommitLinger {
-        GroupCommitLinger(interval: .milliseconds(2), below: slots / 2)
+        GroupCommitLinger(interval: .milliseconds(2), below: slots / 4)
     }
 }
 

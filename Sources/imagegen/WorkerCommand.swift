@@ -207,7 +207,7 @@ struct WorkerOptions: ParsableArguments {
     @Option(
         help: """
             Milliseconds a completion may wait to share a Redis call with others, when they come \
-            often: at most this long after the previous call, and not once half the slots are \
+            often: at most this long after the previous call, and not once a quarter of the slots are \
             completing. 0 sends each at once. Default 2.
             """)
     var completionLingerMs: Int = 2

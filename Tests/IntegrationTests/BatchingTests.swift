@@ -345,7 +345,9 @@ extension GroupCommitTests {
         #expect(times[1] - times[0] >= .milliseconds(300))
     }
 
-    @Test("calls that come while one lingers join it; the linger ends once enough are ready", .timeLimit(.minutes(1)))
+    @Test(
+        "calls that come while one lingers join it; the linger ends once enough are ready; a call after a big batch does not linger",
+        .timeLimit(.minutes(1)))
     func lingerEndsEarly() async throws {
         let (commit, batches) = Self.recording(linger: GroupCommitLinger(interval: .seconds(3600), below: 3))
         #expect(try await commit.submit(1) == 1)
@@ -354,6 +356,9 @@ extension GroupCommitTests {
             try await group.waitForAll()
         }
         #expect(batches.sent == [[1], [2, 3, 4]])
+        // After a big batch a lone call goes at once.
+        #expect(try await commit.submit(5) == 5)
+        #expect(batches.sent == [[1], [2, 3, 4], [5]])
     }
 
     @Test("a canceled caller does not wait for the linger", .timeLimit(.minutes(1)))
@@ -367,11 +372,12 @@ extension GroupCommitTests {
         #expect(batches.sent == [[1], [2]])
     }
 
-    @Test("the worker's linger: 2 ms, off for fewer than 4 slots")
+    @Test("the worker's linger: 2 ms, off for fewer than 8 slots")
     func workerLinger() {
         #expect(GroupCommitLinger.worker(slots: 64).interval == .milliseconds(2))
-        #expect(GroupCommitLinger.worker(slots: 64).below == 32)
-        #expect(GroupCommitLinger.worker(slots: 3).below < 2)
+        #expect(GroupCommitLinger.worker(slots: 64).below == 16)
+        #expect(GroupCommitLinger.worker(slots: 8).below == 2)
+        #expect(GroupCommitLinger.worker(slots: 7).below < 2)
         #expect(GroupCommitLinger.none.below < 2)
     }
 }
