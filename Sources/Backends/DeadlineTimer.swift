@@ -1,13 +1,6 @@
 import Foundation
+import ImageIngest
 import Synchronization
-
-#if canImport(Glibc)
-    import Glibc
-#elseif canImport(Musl)
-    import Musl
-#elseif canImport(Darwin)
-    import Darwin
-#endif
 
 /// One thread that resumes sleeping tasks at their deadlines, the way an event loop's timers do.
 ///
@@ -27,32 +20,18 @@ final class DeadlineTimer: @unchecked Sendable {
         var finish: @Sendable ((any Error)?) -> Void
     }
 
-    private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
+    private let lock = ConditionLock()
     private let nextID = Atomic<UInt64>(0)
-    // Guarded by `mutex`.
+    // Guarded by `lock`.
     private var heap: [Sleeper] = []
     private var canceledEarly: Set<UInt64> = []
     /// The deadline the thread waits for (`.max`: none, it waits for a signal).
     private var waitingFor: UInt64 = .max
 
     private init() {
-        pthread_mutex_init(mutex, nil)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(condition, &attributes)
-        pthread_condattr_destroy(&attributes)
         let thread = Thread { [self] in self.run() }
         thread.name = "imagegen.deadline-timer"
         thread.start()
-    }
-
-    /// Nanoseconds on the monotonic clock.
-    static func now() -> UInt64 {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
     }
 
     /// Suspends the calling task for `duration`; throws `CancellationError` as soon as it is canceled.
@@ -68,7 +47,7 @@ final class DeadlineTimer: @unchecked Sendable {
     func sleep<T: Sendable>(for duration: Duration, then body: @escaping @Sendable () throws -> T) async throws -> T {
         let (seconds, attoseconds) = duration.components
         let nanoseconds = max(0, seconds) * 1_000_000_000 + max(0, attoseconds) / 1_000_000_000
-        let deadline = Self.now() + UInt64(nanoseconds)
+        let deadline = ConditionLock.now() + UInt64(nanoseconds)
         let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -87,54 +66,52 @@ final class DeadlineTimer: @unchecked Sendable {
     }
 
     private func add(_ sleeper: Sleeper) {
-        pthread_mutex_lock(mutex)
+        lock.lock()
         if canceledEarly.remove(sleeper.id) != nil {
-            pthread_mutex_unlock(mutex)
+            lock.unlock()
             sleeper.finish(CancellationError())
             return
         }
         push(sleeper)
         // The thread needs waking only when this deadline comes before the one it waits for.
         let wake = sleeper.deadline < waitingFor
-        pthread_mutex_unlock(mutex)
-        if wake { pthread_cond_signal(condition) }
+        lock.unlock()
+        if wake { lock.signal() }
     }
 
     private func cancel(_ id: UInt64) {
-        pthread_mutex_lock(mutex)
+        lock.lock()
         guard let index = heap.firstIndex(where: { $0.id == id }) else {
             // Not added yet (or already resumed, and then the id is never looked at again).
             canceledEarly.insert(id)
-            pthread_mutex_unlock(mutex)
+            lock.unlock()
             return
         }
         let sleeper = remove(at: index)
-        pthread_mutex_unlock(mutex)
+        lock.unlock()
         sleeper.finish(CancellationError())
     }
 
     private func run() {
         var due: [Sleeper] = []
-        pthread_mutex_lock(mutex)
+        lock.lock()
         while true {
-            let now = Self.now()
+            let now = ConditionLock.now()
             while let first = heap.first, first.deadline <= now { due.append(remove(at: 0)) }
             if !due.isEmpty {
-                pthread_mutex_unlock(mutex)
+                lock.unlock()
                 for sleeper in due { sleeper.finish(nil) }
                 due.removeAll(keepingCapacity: true)
-                pthread_mutex_lock(mutex)
+                lock.lock()
                 continue
             }
             // Ids canceled after their sleeper was resumed are never looked up again.
             if (heap.isEmpty && !canceledEarly.isEmpty) || canceledEarly.count > 4096 { canceledEarly.removeAll() }
             waitingFor = heap.first?.deadline ?? .max
             if waitingFor == .max {
-                pthread_cond_wait(condition, mutex)
+                lock.wait()
             } else {
-                var until = timespec(
-                    tv_sec: Int(waitingFor / 1_000_000_000), tv_nsec: Int(waitingFor % 1_000_000_000))
-                pthread_cond_timedwait(condition, mutex, &until)
+                lock.wait(until: waitingFor)
             }
             waitingFor = 0
         }

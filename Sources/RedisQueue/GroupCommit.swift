@@ -148,7 +148,8 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
         }
         let batch = Array(state.waiting.prefix(count))
         state.waiting.removeFirst(count)
-        if leadWeight != nil || !batch.isEmpty {
+        // Only the linger looks at the previous batch.
+        if linger.below > 1 && (leadWeight != nil || !batch.isEmpty) {
             state.lastSend = .now
             state.lastSize = batch.count + (leadWeight == nil ? 0 : 1)
         }

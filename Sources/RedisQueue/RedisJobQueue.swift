@@ -457,8 +457,7 @@ public final class RedisJobQueue: QueueStoringOutputs, Sendable {
         _ lease: Lease, result: JobResult, outputs: [JobOutput], ttl: Duration, thenClaim limit: Int,
         workerID: String
     ) async throws -> ClaimResult {
-        let ms = max(1, Int(ttl.components.seconds * 1000 + ttl.components.attoseconds / 1_000_000_000_000_000))
-        var stored = [RedisArgument(ms), RedisArgument(outputs.count)]
+        var stored = [RedisArgument(Int(max(1, ttl.milliseconds))), RedisArgument(outputs.count)]
         for output in outputs { stored += [RedisArgument(output.key), RedisArgument(bytes: output.bytes)] }
         let reply = try await completions.submit(
             Completion(

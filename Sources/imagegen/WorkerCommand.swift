@@ -272,7 +272,9 @@ struct WorkerOptions: ParsableArguments {
                 "--max-upload-bytes, --max-upload-pixels, --max-side, --ingest-threads and --ingest-pixel-budget must be positive"
             )
         }
-        guard openaiAnswerMemoryMb >= 1 else { throw ValidationError("--openai-answer-memory-mb must be at least 1") }
+        guard (1...65_536).contains(openaiAnswerMemoryMb) else {
+            throw ValidationError("--openai-answer-memory-mb: from 1 to 65536")
+        }
         guard backend == "simulated" || backend == "openai" else {
             throw ValidationError("--backend: simulated or openai")
         }

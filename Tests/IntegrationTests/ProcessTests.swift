@@ -168,6 +168,18 @@ struct ProcessTests {
         }
     }
 
+    @Test("imagegen worker refuses settings out of range before it connects", .timeLimit(.minutes(1)))
+    func workerRefusesBadSettings() async throws {
+        for bad in [
+            ["--completion-linger-ms", "5000"], ["--completion-linger-ms", "-1"],
+            ["--openai-answer-memory-mb", "0"], ["--openai-answer-memory-mb", "9000000000000"],
+        ] {
+            await #expect(throws: (any Error).self, "\(bad)") {
+                try await cli(["worker", "--redis", "redis://127.0.0.1:1/0"] + bad)
+            }
+        }
+    }
+
     @Test("imagegen ingest: a verdict per file, codes for refusals, exit 1 when any is refused")
     func ingestCommand() async throws {
         let corpus = packageRoot.appendingPathComponent("Tests/Corpus/jpeg")
