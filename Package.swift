@@ -41,6 +41,9 @@ let package = Package(
             // zlib directly: the PNG encoder deflates rows itself.
             linkerSettings: [.linkedLibrary("z"), .linkedLibrary("pthread")]),
 
+        // Threads and timers outside the cooperative pool: a condition lock, the deadline timer.
+        .target(name: "ThreadSupport"),
+
         .target(
             name: "RedisClient",
             dependencies: [
@@ -55,13 +58,13 @@ let package = Package(
             ]),
         .target(
             name: "RedisQueue",
-            dependencies: ["JobQueue", "RedisClient"],
+            dependencies: ["JobQueue", "RedisClient", "ThreadSupport"],
             resources: [.copy("Scripts")]),
-        .target(name: "ImageIngest", dependencies: ["CImageShim", "CLCMS2"]),
+        .target(name: "ImageIngest", dependencies: ["CImageShim", "CLCMS2", "ThreadSupport"]),
         .target(
             name: "Backends",
             dependencies: [
-                "ImageIngest",
+                "ImageIngest", "ThreadSupport",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -103,7 +106,7 @@ let package = Package(
             ]),
 
         .testTarget(name: "JobQueueTests", dependencies: ["JobQueue"]),
-        .testTarget(name: "ImageIngestTests", dependencies: ["ImageIngest", "Backends"]),
+        .testTarget(name: "ImageIngestTests", dependencies: ["ImageIngest", "Backends", "ThreadSupport"]),
         .testTarget(name: "WebhooksTests", dependencies: ["Webhooks", "JobQueue"]),
         .testTarget(
             name: "IntegrationTests",

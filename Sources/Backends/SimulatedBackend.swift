@@ -1,4 +1,5 @@
 import ImageIngest
+import ThreadSupport
 
 /// A backend that draws pictures locally instead of calling a model, for development, demos and
 /// tests of everything around the model call.

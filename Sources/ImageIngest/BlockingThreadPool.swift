@@ -1,4 +1,5 @@
 import Synchronization
+import ThreadSupport
 
 #if canImport(Glibc)
     import Glibc

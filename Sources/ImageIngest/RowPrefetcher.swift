@@ -1,3 +1,5 @@
+import ThreadSupport
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)

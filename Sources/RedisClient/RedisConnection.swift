@@ -21,8 +21,12 @@ public final class RedisConnection: Sendable {
         self.configuration = configuration
         self.state = State(configuration: configuration, logger: logger)
         let state = self.state
-        let thread = Thread { state.runLoop() }
-        thread.name = "redis-connection"
+        // Named from inside: a name set before start does not reach the system on Linux, which also
+        // drops names over 15 bytes.
+        let thread = Thread {
+            Thread.current.name = "redis-conn"
+            state.runLoop()
+        }
         thread.start()
     }
 

@@ -26,8 +26,11 @@ public final class RedisSubscriber: Sendable {
         let state = SubscriberState(
             configuration: configuration, channels: channels, continuation: continuation, logger: logger)
         self.state = state
-        let thread = Thread { state.runLoop() }
-        thread.name = "redis-subscriber"
+        // Named from inside: see RedisConnection.
+        let thread = Thread {
+            Thread.current.name = "redis-sub"
+            state.runLoop()
+        }
         thread.start()
     }
 

@@ -1,4 +1,5 @@
 import Synchronization
+import ThreadSupport
 
 /// Group commit: calls that arrive while one batch is on the wire go together in the next one.
 ///
@@ -26,11 +27,12 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
         /// Whether a sender task is running (it keeps sending until nobody waits).
         var sending = false
         var waiting: [Waiter] = []
-        /// When the previous batch went out, and its size.
-        var lastSend: ContinuousClock.Instant?
+        /// When the previous batch went out (nanoseconds of `ConditionLock.now()`), and its size.
+        var lastSend: UInt64?
         var lastSize = 0
-        /// The sender's linger, while it waits (ended early once the batch is big enough).
-        var lingering: Task<Void, Never>?
+        /// The sender while it lingers, and its deadline on the timer (ended early once the batch
+        /// is big enough, or when the sender's task is canceled).
+        var lingering: (continuation: CheckedContinuation<Void, Never>, timer: UInt64)?
         /// Items the lingering sender brings itself (1 for a leading call, else 0).
         var lingerOwn = 0
     }
@@ -69,17 +71,15 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
         }
         guard lead else {
             return try await withCheckedThrowingContinuation { continuation in
-                let (startSender, endLinger) = state.withLock { state -> (Bool, Task<Void, Never>?) in
+                let startSender = state.withLock { state -> Bool in
                     state.waiting.append(Waiter(item: item, continuation: continuation))
                     if state.sending {
-                        guard state.waiting.count + state.lingerOwn >= linger.below else { return (false, nil) }
-                        defer { state.lingering = nil }
-                        return (false, state.lingering)
+                        if state.waiting.count + state.lingerOwn >= linger.below { endLinger(&state) }
+                        return false
                     }
                     state.sending = true
-                    return (true, nil)
+                    return true
                 }
-                endLinger?.cancel()
                 if startSender {
                     Task { await self.sendUntilNobodyWaits() }
                 }
@@ -150,7 +150,7 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
         state.waiting.removeFirst(count)
         // Only the linger looks at the previous batch.
         if linger.below > 1 && (leadWeight != nil || !batch.isEmpty) {
-            state.lastSend = .now
+            state.lastSend = ConditionLock.now()
             state.lastSize = batch.count + (leadWeight == nil ? 0 : 1)
         }
         return batch
@@ -158,32 +158,44 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
 
     /// Waits, when the linger says so, before the sender takes its next batch: until the interval
     /// since the previous batch has passed, or until `linger.below` items are ready.
+    ///
+    /// The wait is a deadline on the process' `DeadlineTimer` (no task and no timer of its own);
+    /// an arrival that makes the batch big enough, or the caller's cancellation, ends it early.
     private func lingerIfFrequent(leading: Bool) async {
         guard linger.below > 1 else { return }
-        let sleeper: Task<Void, Never>? = state.withLock { state in
-            let size = state.waiting.count + (leading ? 1 : 0)
-            // Calls that already come in big batches need no gathering.
-            guard size > 0, size < linger.below, state.lastSize < linger.below, let last = state.lastSend else {
-                return nil
-            }
-            let until = last + linger.interval
-            guard until > .now else { return nil }
-            let sleeper = Task { _ = try? await Task.sleep(until: until, clock: .continuous) }
-            state.lingering = sleeper
-            state.lingerOwn = leading ? 1 : 0
-            return sleeper
-        }
-        guard let sleeper else { return }
-        // A canceled caller sends at once.
         await withTaskCancellationHandler {
-            await sleeper.value
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let lingers = state.withLock { state -> Bool in
+                    let size = state.waiting.count + (leading ? 1 : 0)
+                    // Calls that already come in big batches need no gathering; a canceled caller
+                    // sends at once.
+                    guard size > 0, size < linger.below, state.lastSize < linger.below, let last = state.lastSend,
+                        !Task.isCancelled
+                    else { return false }
+                    let until = last + DeadlineTimer.nanoseconds(linger.interval)
+                    guard until > ConditionLock.now() else { return false }
+                    let timer = DeadlineTimer.shared.schedule(at: until) { [self] in
+                        self.state.withLock { endLinger(&$0, timerFired: true) }
+                    }
+                    state.lingering = (continuation, timer)
+                    state.lingerOwn = leading ? 1 : 0
+                    return true
+                }
+                if !lingers { continuation.resume() }
+            }
         } onCancel: {
-            sleeper.cancel()
+            state.withLock { endLinger(&$0) }
         }
-        state.withLock { state in
-            state.lingering = nil
-            state.lingerOwn = 0
-        }
+    }
+
+    /// Ends the sender's linger, if it lingers: its deadline leaves the timer (unless that is what
+    /// fired) and it goes on.
+    private func endLinger(_ state: inout State, timerFired: Bool = false) {
+        guard let (continuation, timer) = state.lingering else { return }
+        state.lingering = nil
+        state.lingerOwn = 0
+        if !timerFired { DeadlineTimer.shared.unschedule(timer) }
+        continuation.resume()
     }
 }
 

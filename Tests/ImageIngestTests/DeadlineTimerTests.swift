@@ -1,6 +1,6 @@
+import Synchronization
 import Testing
-
-@testable import Backends
+import ThreadSupport
 
 @Suite("Deadline timer")
 struct DeadlineTimerTests {
@@ -36,3 +36,42 @@ struct DeadlineTimerTests {
         try await DeadlineTimer.shared.sleep(for: .milliseconds(1))
     }
 }
+
+@Suite("Deadline timer schedules")
+struct DeadlineTimerScheduleTests {
+    @Test("a scheduled body runs at its deadline; an unscheduled one never runs", .timeLimit(.minutes(1)))
+    func scheduleAndUnschedule() async throws {
+        let timer = DeadlineTimer.shared
+        let ran = Mutex<[String]>([])
+        let start = ConditionLock.now()
+        let removed = timer.schedule(at: start + 30_000_000) { ran.withLock { $0.append("removed") } }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            _ = timer.schedule(at: start + 60_000_000) {
+                ran.withLock { $0.append("kept at \(ConditionLock.now() >= start + 60_000_000)") }
+                continuation.resume()
+            }
+            #expect(timer.unschedule(removed))
+        }
+        #expect(ran.withLock { $0 } == ["kept at true"])
+        // Once it ran (or was removed), unscheduling finds nothing.
+        #expect(!timer.unschedule(removed))
+        let late = timer.schedule(at: ConditionLock.now()) {}
+        try await timer.sleep(for: .milliseconds(5))
+        #expect(!timer.unschedule(late))
+    }
+}
+
+#if os(Linux)
+    import Foundation
+
+    @Suite("Deadline timer thread")
+    struct DeadlineTimerThreadTests {
+        @Test("the timer's thread carries its name, for top -H and perf")
+        func named() async throws {
+            try await DeadlineTimer.shared.sleep(for: .milliseconds(1))
+            let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
+            let names = tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
+            #expect(names.contains("deadline-timer\n"))
+        }
+    }
+#endif

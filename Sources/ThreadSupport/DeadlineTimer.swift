@@ -1,5 +1,4 @@
 import Foundation
-import ImageIngest
 import Synchronization
 
 /// One thread that resumes sleeping tasks at their deadlines, the way an event loop's timers do.
@@ -7,11 +6,12 @@ import Synchronization
 /// `Task.sleep` arms a timer of the global executor for every call, which wakes its timer thread
 /// both when the timer is armed and when it fires. Here a sleeper whose deadline is not the
 /// earliest is only put in the heap; the thread wakes once per due deadline (once for several due
-/// together) and resumes their tasks. Used by ``SimulatedBackend``, whose hundreds of concurrent
-/// calls stand in for a remote model's answers arriving over the network.
-final class DeadlineTimer: @unchecked Sendable {
+/// together) and resumes their tasks. Used by the simulated backend, whose hundreds of concurrent
+/// calls stand in for a remote model's answers arriving over the network, and by the completions'
+/// group commit, whose short lingers would otherwise each arm a timer of their own.
+package final class DeadlineTimer: @unchecked Sendable {
     /// The process' timer, started on first use.
-    static let shared = DeadlineTimer()
+    package static let shared = DeadlineTimer()
 
     private struct Sleeper {
         var deadline: UInt64
@@ -29,13 +29,17 @@ final class DeadlineTimer: @unchecked Sendable {
     private var waitingFor: UInt64 = .max
 
     private init() {
-        let thread = Thread { [self] in self.run() }
-        thread.name = "imagegen.deadline-timer"
+        // Named from inside (a name set before start does not reach the system on Linux, which
+        // also drops names over 15 bytes), so that top -H and perf tell the thread apart.
+        let thread = Thread { [self] in
+            Thread.current.name = "deadline-timer"
+            self.run()
+        }
         thread.start()
     }
 
     /// Suspends the calling task for `duration`; throws `CancellationError` as soon as it is canceled.
-    func sleep(for duration: Duration) async throws {
+    package func sleep(for duration: Duration) async throws {
         try await sleep(for: duration) {}
     }
 
@@ -44,10 +48,10 @@ final class DeadlineTimer: @unchecked Sendable {
     ///
     /// For small work that would otherwise wake another thread: it holds up every later deadline
     /// while it runs.
-    func sleep<T: Sendable>(for duration: Duration, then body: @escaping @Sendable () throws -> T) async throws -> T {
-        let (seconds, attoseconds) = duration.components
-        let nanoseconds = max(0, seconds) * 1_000_000_000 + max(0, attoseconds) / 1_000_000_000
-        let deadline = ConditionLock.now() + UInt64(nanoseconds)
+    package func sleep<T: Sendable>(
+        for duration: Duration, then body: @escaping @Sendable () throws -> T
+    ) async throws -> T {
+        let deadline = ConditionLock.now() + Self.nanoseconds(duration)
         let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -63,6 +67,36 @@ final class DeadlineTimer: @unchecked Sendable {
         } onCancel: {
             cancel(id)
         }
+    }
+
+    /// Runs `body` on the timer's thread at `deadline` (nanoseconds of ``ConditionLock/now()``),
+    /// unless ``unschedule(_:)`` removes it first. Returns the id to remove it by.
+    ///
+    /// `body` holds up every later deadline while it runs: it should only hand work on.
+    package func schedule(at deadline: UInt64, _ body: @escaping @Sendable () -> Void) -> UInt64 {
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
+        add(
+            Sleeper(deadline: deadline, id: id) { error in
+                if error == nil { body() }
+            })
+        return id
+    }
+
+    /// Removes what ``schedule(at:_:)`` added, unless it already ran or is running. Returns
+    /// whether it was removed (and then will not run).
+    @discardableResult
+    package func unschedule(_ id: UInt64) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let index = heap.firstIndex(where: { $0.id == id }) else { return false }
+        _ = remove(at: index)
+        return true
+    }
+
+    /// A duration as whole nanoseconds (negative ones as zero).
+    package static func nanoseconds(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        return UInt64(max(0, seconds) * 1_000_000_000 + max(0, attoseconds) / 1_000_000_000)
     }
 
     private func add(_ sleeper: Sleeper) {
