@@ -32,7 +32,9 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
         var lastSize = 0
         /// The sender while it lingers, and its deadline on the timer (ended early once the batch
         /// is big enough, or when the sender's task is canceled).
-        var lingering: (continuation: CheckedContinuation<Void, Never>, timer: UInt64)?
+        var lingering: (continuation: CheckedContinuation<Void, Never>, timer: UInt64, number: UInt64)?
+        /// Numbers the lingers, so that a late timer or cancellation cannot end a later linger.
+        var lingers: UInt64 = 0
         /// Items the lingering sender brings itself (1 for a leading call, else 0).
         var lingerOwn = 0
     }
@@ -163,6 +165,10 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
     /// an arrival that makes the batch big enough, or the caller's cancellation, ends it early.
     private func lingerIfFrequent(leading: Bool) async {
         guard linger.below > 1 else { return }
+        let number = state.withLock { state in
+            state.lingers &+= 1
+            return state.lingers
+        }
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let lingers = state.withLock { state -> Bool in
@@ -175,23 +181,23 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
                     let until = last + DeadlineTimer.nanoseconds(linger.interval)
                     guard until > ConditionLock.now() else { return false }
                     let timer = DeadlineTimer.shared.schedule(at: until) { [self] in
-                        self.state.withLock { endLinger(&$0, timerFired: true) }
+                        self.state.withLock { endLinger(&$0, number: number, timerFired: true) }
                     }
-                    state.lingering = (continuation, timer)
+                    state.lingering = (continuation, timer, number)
                     state.lingerOwn = leading ? 1 : 0
                     return true
                 }
                 if !lingers { continuation.resume() }
             }
         } onCancel: {
-            state.withLock { endLinger(&$0) }
+            state.withLock { endLinger(&$0, number: number) }
         }
     }
 
-    /// Ends the sender's linger, if it lingers: its deadline leaves the timer (unless that is what
-    /// fired) and it goes on.
-    private func endLinger(_ state: inout State, timerFired: Bool = false) {
-        guard let (continuation, timer) = state.lingering else { return }
+    /// Ends the sender's linger, if it lingers (and is linger `number`, when given): its deadline
+    /// leaves the timer (unless that is what fired) and it goes on.
+    private func endLinger(_ state: inout State, number: UInt64? = nil, timerFired: Bool = false) {
+        guard let (continuation, timer, current) = state.lingering, number == nil || number == current else { return }
         state.lingering = nil
         state.lingerOwn = 0
         if !timerFired { DeadlineTimer.shared.unschedule(timer) }
