@@ -27,11 +27,13 @@ struct JobRunner: Sendable {
     /// With `claimNext`, a successful job's completion also claims the slot's next job, which is
     /// returned (nil when none was claimable, or the job did not succeed).
     func run(_ job: ClaimedJob, signal: CancelSignal, claimNext: Bool = false) async -> ClaimedJob? {
-        var logger = self.logger
-        logger[metadataKey: "job.id"] = "\(job.lease.jobID)"
         let userHash = hasher.hash(job.spec.user)
-        logger[metadataKey: "user.hash"] = "\(userHash)"
-        logger[metadataKey: "job.attempt"] = "\(job.lease.attempt)"
+        var logger = self.logger
+        // Set together: a handler may format its metadata anew on every change (StreamLogHandler
+        // does), and this runs for every job whatever the log level.
+        logger.handler.metadata.merge(
+            ["job.id": "\(job.lease.jobID)", "user.hash": "\(userHash)", "job.attempt": "\(job.lease.attempt)"]
+        ) { _, new in new }
         let started = ContinuousClock.now
         logger.debug(
             "job started", metadata: ["job.kind": "\(job.spec.kind.rawValue)", "job.tier": "\(job.spec.tier.rawValue)"])
