@@ -46,7 +46,10 @@ let package = Package(
         ),
         .executableTarget(
             name: "imagegen-queue-bench",
-            dependencies: [.product(name: "ImagegenClient", package: rootIdentity)]
+            dependencies: [
+                .product(name: "ImagegenClient", package: rootIdentity),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

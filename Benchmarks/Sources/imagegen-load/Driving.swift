@@ -102,8 +102,9 @@ enum Drain {
         try await run(harness, queue, total: total, label: label, maxSeconds: maxSeconds, watch: { processes }) { _ in }
     }
 
-    /// Polls the queue's depth every 250 ms until nothing is queued, delayed or running, or
-    /// `maxSeconds` pass; `tick` runs after each poll with the jobs remaining.
+    /// Polls the queue's depth every 250 ms until nothing is queued, delayed or running, every
+    /// watched worker has ended by itself, or `maxSeconds` pass; `tick` runs after each poll with the
+    /// jobs remaining.
     static func run(
         _ harness: Harness, _ queue: RedisJobQueue, total: Int, label: String, maxSeconds: Double,
         watch processes: () -> [ChildProcess], tick: (Int) async throws -> Void
@@ -121,6 +122,9 @@ enum Drain {
             for process in processes() { maxRSS = max(maxRSS, process.residentBytes() ?? 0) }
             progress.update(done: total - remaining)
             if remaining == 0 { break }
+            // Every worker ended by itself (refused its arguments, crashed): nothing can progress.
+            let watched = processes()
+            if !watched.isEmpty && watched.allSatisfy({ !$0.isRunning }) { break }
             try await tick(remaining)
             try await Task.sleep(for: .milliseconds(250))
         }

@@ -79,9 +79,16 @@ struct LoadCommand: AsyncParsableCommand {
         guard sides.count == 2, sides.allSatisfy({ (1...2048).contains($0) }) else {
             throw ValidationError("--output-size: WIDTHxHEIGHT, each side 1 to 2048")
         }
-        if let slots, slots.split(separator: ",").contains(where: { Int($0) == nil }) {
-            throw ValidationError("--slots: numbers separated by commas")
+        if let slots,
+            slots.split(separator: ",", omittingEmptySubsequences: false).contains(where: { (Int($0) ?? 0) < 1 })
+        {
+            throw ValidationError("--slots: positive numbers separated by commas")
         }
+        if let workers, workers < 1 { throw ValidationError("--workers must be at least 1") }
+        if let jobs, jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive") }
+        if let latencyMs, latencyMs < 0 { throw ValidationError("--latency-ms cannot be negative") }
+        guard killEvery > 0 else { throw ValidationError("--kill-every must be positive") }
     }
 
     func run() async throws {
@@ -95,6 +102,8 @@ struct LoadCommand: AsyncParsableCommand {
                 redisURL: redisURL, redisPort: redisPort, imagegen: imagegen, runDirectory: "\(outDir)/logs",
                 workerLogLevel: workerLogLevel, workerArguments: workerArg))
         var failure: Error?
+        // Scenarios in which a worker ended by itself: their figures do not mean what they say.
+        var troubled: [String] = []
         do {
             try await harness.start()
             for scenario in selected {
@@ -107,6 +116,7 @@ struct LoadCommand: AsyncParsableCommand {
                 result.add(
                     "workers_ended_by_themselves", .array(crashed.map { .string($0) }),
                     row: "worker processes that ended by themselves", value: "\(crashed.count)", target: "0")
+                if !crashed.isEmpty { troubled.append(scenario.rawValue) }
                 result.figures.append(("machine", machine()))
                 print(result.table())
                 let json = JSON.object(result.figures).serialized() + "\n"
@@ -121,6 +131,13 @@ struct LoadCommand: AsyncParsableCommand {
         }
         await harness.shutdown()
         if let failure { throw failure }
+        if !troubled.isEmpty {
+            FileHandle.standardError.write(
+                Data(
+                    "error: worker processes ended by themselves in \(troubled.joined(separator: ", ")); see \(outDir)/logs\n"
+                        .utf8))
+            throw ExitCode(1)
+        }
     }
 
     /// The machine the figures come from.

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import JobQueue
 import RedisClient
@@ -9,12 +10,31 @@ import Synchronization
 ///
 ///     swift run -c release imagegen-queue-bench redis://127.0.0.1:6379/0 [jobs]
 @main
-struct QueueBench {
-    static func main() async throws {
-        let arguments = CommandLine.arguments
-        let url = arguments.count > 1 ? arguments[1] : "redis://127.0.0.1:6379/0"
-        let jobs = arguments.count > 2 ? Int(arguments[2]) ?? 20_000 : 20_000
-        let pool = RedisPool(configuration: try RedisConfiguration(url: url), size: 2)
+struct QueueBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "imagegen-queue-bench",
+        abstract:
+            "The queue's own cost against a running Redis (its queues are new ones): enqueue, claim + complete, pickup."
+    )
+
+    @Argument(help: "The Redis to use (redis://host:port/db or unix:///path).")
+    var redisURL = "redis://127.0.0.1:6379/0"
+
+    @Argument(help: "Jobs to enqueue concurrently, then claim and complete (1–1,000,000).")
+    var jobs = 20_000
+
+    func validate() throws {
+        guard (1...1_000_000).contains(jobs) else { throw ValidationError("jobs must be 1–1,000,000, not \(jobs)") }
+        do {
+            _ = try RedisConfiguration(url: redisURL)
+        } catch {
+            throw ValidationError("\(error)")
+        }
+    }
+
+    func run() async throws {
+        let jobs = self.jobs
+        let pool = RedisPool(configuration: try RedisConfiguration(url: redisURL), size: 2)
         defer { pool.close() }
         let queue = try RedisJobQueue(pool: pool, name: "bench-\(UInt32.random(in: 0...UInt32.max))")
         var settings = QueueSettings()
@@ -24,14 +44,14 @@ struct QueueBench {
 
         // The client's own round trip, to set the enqueue figures against.
         let pings = 5_000
-        let ping = try await timed {
+        let ping = try await Self.timed {
             for _ in 0..<pings { _ = try await pool.send("PING") }
         }
         let sequentialCount = min(jobs, 5_000)
-        let sequential = try await timed {
+        let sequential = try await Self.timed {
             for _ in 0..<sequentialCount { _ = try await queue.enqueue(spec) }
         }
-        let concurrent = try await timed {
+        let concurrent = try await Self.timed {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for worker in 0..<64 {
                     group.addTask {
@@ -47,7 +67,7 @@ struct QueueBench {
             outputs: [], usage: .init(images: 0, size: "64x64", model: "none"),
             durations: .init(ingestMS: 0, backendMS: 0, storeMS: 0))
         var processed = 0
-        let drain = try await timed {
+        let drain = try await Self.timed {
             while true {
                 let claimed = try await queue.claim(workerID: "bench", limit: 64).jobs
                 if claimed.isEmpty { break }
@@ -58,14 +78,14 @@ struct QueueBench {
                 processed += claimed.count
             }
         }
-        let pickups = try await pickupLatencies(queue: queue, count: 500)
-        print("PING, one awaited call at a time:    \(rate(pings, ping)) calls/s")
-        print("enqueue, one awaited call at a time: \(rate(sequentialCount, sequential)) jobs/s")
-        print("enqueue, 64 concurrent callers:      \(rate(jobs, concurrent)) jobs/s")
-        print("claim (batches of 64) + complete:    \(rate(processed, drain)) jobs/s (\(processed) jobs)")
+        let pickups = try await Self.pickupLatencies(queue: queue, count: 500)
+        print("PING, one awaited call at a time:    \(Self.rate(pings, ping)) calls/s")
+        print("enqueue, one awaited call at a time: \(Self.rate(sequentialCount, sequential)) jobs/s")
+        print("enqueue, 64 concurrent callers:      \(Self.rate(jobs, concurrent)) jobs/s")
+        print("claim (batches of 64) + complete:    \(Self.rate(processed, drain)) jobs/s (\(processed) jobs)")
         print(
-            "pickup, idle claimer blocked in BLPOP: p50 \(percentile(pickups, 0.5)) ms, p99 \(percentile(pickups, 0.99)) ms, "
-                + "max \(percentile(pickups, 1)) ms (\(pickups.count) jobs enqueued 2 ms apart)")
+            "pickup, idle claimer blocked in BLPOP: p50 \(Self.percentile(pickups, 0.5)) ms, p99 \(Self.percentile(pickups, 0.99)) ms, "
+                + "max \(Self.percentile(pickups, 1)) ms (\(pickups.count) jobs enqueued 2 ms apart)")
     }
 
     /// A claimer that waits like the worker (claim, else block on the wake-up list) while jobs are
