@@ -47,7 +47,7 @@ let package = Package(
         .target(
             name: "RedisClient",
             dependencies: [
-                "CHiredis",
+                "CHiredis", "ThreadSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]),
         .target(
@@ -79,7 +79,7 @@ let package = Package(
         .target(
             name: "Worker",
             dependencies: [
-                "JobQueue", "ImageIngest", "Backends", "Storage",
+                "JobQueue", "ImageIngest", "Backends", "Storage", "ThreadSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

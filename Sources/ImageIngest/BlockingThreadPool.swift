@@ -138,6 +138,7 @@ extension BlockingThreadPool {
         }
 
         func main() {
+            nameCurrentThread("blocking-pool")
             core.workerLoop()
         }
     }

@@ -74,6 +74,7 @@ final class RowPrefetcher: @unchecked Sendable {
                 #else
                     let prefetcher = Unmanaged<RowPrefetcher>.fromOpaque(argument!).takeRetainedValue()
                 #endif
+                nameCurrentThread("row-prefetch")
                 prefetcher.produce()
                 return nil
             }, context)

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Synchronization
+import ThreadSupport
 
 /// One Redis connection with a thread of its own.
 ///
@@ -21,10 +22,9 @@ public final class RedisConnection: Sendable {
         self.configuration = configuration
         self.state = State(configuration: configuration, logger: logger)
         let state = self.state
-        // Named from inside: a name set before start does not reach the system on Linux, which also
-        // drops names over 15 bytes.
+        // Named so that top -H and perf tell the thread apart.
         let thread = Thread {
-            Thread.current.name = "redis-conn"
+            nameCurrentThread("redis-conn")
             state.runLoop()
         }
         thread.start()

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ThreadSupport
 
 /// What a ``RedisSubscriber`` delivers.
 public enum RedisSubscriberEvent: Sendable, Equatable {
@@ -26,9 +27,9 @@ public final class RedisSubscriber: Sendable {
         let state = SubscriberState(
             configuration: configuration, channels: channels, continuation: continuation, logger: logger)
         self.state = state
-        // Named from inside: see RedisConnection.
+        // Named so that top -H and perf tell the thread apart.
         let thread = Thread {
-            Thread.current.name = "redis-sub"
+            nameCurrentThread("redis-sub")
             state.runLoop()
         }
         thread.start()

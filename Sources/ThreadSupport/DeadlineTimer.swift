@@ -16,7 +16,8 @@ package final class DeadlineTimer: @unchecked Sendable {
     private struct Sleeper {
         var deadline: UInt64
         var id: UInt64
-        /// Runs on the timer's thread at the deadline (`nil`) or at cancellation (the error).
+        /// Runs on the timer's thread at the deadline (`nil`), or on the canceling thread at
+        /// cancellation (the error).
         var finish: @Sendable ((any Error)?) -> Void
     }
 
@@ -29,10 +30,9 @@ package final class DeadlineTimer: @unchecked Sendable {
     private var waitingFor: UInt64 = .max
 
     private init() {
-        // Named from inside (a name set before start does not reach the system on Linux, which
-        // also drops names over 15 bytes), so that top -H and perf tell the thread apart.
+        // Named so that top -H and perf tell the thread apart.
         let thread = Thread { [self] in
-            Thread.current.name = "deadline-timer"
+            nameCurrentThread("deadline-timer")
             self.run()
         }
         thread.start()

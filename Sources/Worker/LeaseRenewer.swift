@@ -1,6 +1,7 @@
 import Foundation
 import JobQueue
 import Logging
+import ThreadSupport
 
 /// Renews the leases of the running jobs from a thread of its own.
 ///
@@ -26,9 +27,9 @@ final class LeaseRenewer: @unchecked Sendable {
     }
 
     func start() {
-        // Named from inside (Linux: 15 bytes at most), so that top -H tells the thread apart.
+        // Named so that top -H and perf tell the thread apart.
         let thread = Thread { [self] in
-            Thread.current.name = "lease-renewer"
+            nameCurrentThread("lease-renewer")
             loop()
         }
         thread.start()

@@ -66,12 +66,27 @@ struct DeadlineTimerScheduleTests {
 
     @Suite("Deadline timer thread")
     struct DeadlineTimerThreadTests {
-        @Test("the timer's thread carries its name, for top -H and perf")
+        @Test("the timer's thread carries its name, for top -H and perf; names keep 15 bytes")
         func named() async throws {
             try await DeadlineTimer.shared.sleep(for: .milliseconds(1))
+            let names = try threadNames()
+            #expect(names.contains("deadline-timer"))
+            // A thread of its own, named with a name too long for Linux.
+            let thread = Thread {
+                nameCurrentThread("a-name-of-twenty-bytes")
+                Thread.sleep(forTimeInterval: 2)
+            }
+            thread.start()
+            try await Task.sleep(for: .milliseconds(200))
+            #expect(try threadNames().contains("a-name-of-twent"))
+        }
+
+        func threadNames() throws -> [String] {
             let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
-            let names = tasks.compactMap { try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8) }
-            #expect(names.contains("deadline-timer\n"))
+            return tasks.compactMap {
+                try? String(contentsOfFile: "/proc/self/task/\($0)/comm", encoding: .utf8)
+                    .trimmingCharacters(in: .newlines)
+            }
         }
     }
 #endif
