@@ -29,6 +29,8 @@ let package = Package(
                 "BenchmarkSupport",
                 .product(name: "ImagegenClient", package: rootIdentity),
                 .product(name: "ImagegenIngest", package: rootIdentity),
+                // For the worker's documented defaults the figures depend on.
+                .product(name: "ImagegenWorker", package: rootIdentity),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -6,6 +6,7 @@ import RedisClient
 import RedisQueue
 import Storage
 import Synchronization
+import Worker
 
 #if canImport(Glibc)
     import Glibc
@@ -647,8 +648,8 @@ struct RedisCost {
     ]
 
     /// Outputs up to this size are written by the worker's `complete_stored` call, not by a `SET`
-    /// of its own (`WorkerConfiguration.completionOutputLimit`'s default).
-    static let completionOutputLimit = 64 << 10
+    /// of its own: the worker's default.
+    static let completionOutputLimit = WorkerConfiguration().completionOutputLimit
 
     /// `outputsInsideFunctions`: the `SET`s run inside `complete_stored` (one per small output),
     /// which are not round trips of their own.
