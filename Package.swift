@@ -112,7 +112,7 @@ let package = Package(
             name: "IntegrationTests",
             dependencies: [
                 "RedisClient", "RedisQueue", "Storage", "Worker", "Backends", "JobQueue", "ImageIngest", "Webhooks",
-                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "ThreadSupport", .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

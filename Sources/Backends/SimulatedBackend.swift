@@ -105,11 +105,11 @@ public struct SimulatedBackend: ImageModelBackend {
         var drawn: [GeneratedImage]?
         do {
             if drawsAtDeadline {
-                drawn = try await DeadlineTimer.shared.sleep(for: delay) {
+                drawn = try await TaskLoop.shared.sleep(for: delay) {
                     try (0..<request.count).map { try Self.draw(request, index: $0) }
                 }
             } else if delay > .zero {
-                try await DeadlineTimer.shared.sleep(for: delay)
+                try await TaskLoop.shared.sleep(for: delay)
             } else {
                 try Task.checkCancellation()
             }

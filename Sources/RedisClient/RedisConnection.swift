@@ -170,8 +170,10 @@ private final class State: @unchecked Sendable {
                 unanswered.subtract(1, ordering: .relaxed)
                 complete(result)
             })
-        condition.signal()
         condition.unlock()
+        // Signaled after unlocking: a thread woken while the lock is still held would only block
+        // on it again.
+        condition.signal()
     }
 
     /// Requests queued and not completed yet.

@@ -83,7 +83,7 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
                     return true
                 }
                 if startSender {
-                    Task { await self.sendUntilNobodyWaits() }
+                    Task(executorPreference: currentTaskExecutorPreference()) { await self.sendUntilNobodyWaits() }
                 }
             }
         }
@@ -110,7 +110,7 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
             return true
         }
         if more {
-            Task { await self.sendUntilNobodyWaits() }
+            Task(executorPreference: currentTaskExecutorPreference()) { await self.sendUntilNobodyWaits() }
         }
         return try reply.get()
     }
@@ -161,7 +161,7 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
     /// Waits, when the linger says so, before the sender takes its next batch: until the interval
     /// since the previous batch has passed, or until `linger.below` items are ready.
     ///
-    /// The wait is a deadline on the process' `DeadlineTimer` (no task and no timer of its own);
+    /// The wait is a deadline on the process' `TaskLoop` (no task and no timer of its own);
     /// an arrival that makes the batch big enough, or the caller's cancellation, ends it early.
     private func lingerIfFrequent(leading: Bool) async {
         guard linger.below > 1 else { return }
@@ -178,9 +178,9 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
                     guard size > 0, size < linger.below, state.lastSize < linger.below, let last = state.lastSend,
                         !Task.isCancelled
                     else { return false }
-                    let until = last + DeadlineTimer.nanoseconds(linger.interval)
+                    let until = last + TaskLoop.nanoseconds(linger.interval)
                     guard until > ConditionLock.now() else { return false }
-                    let timer = DeadlineTimer.shared.schedule(at: until) { [self] in
+                    let timer = TaskLoop.shared.schedule(at: until) { [self] in
                         self.state.withLock { endLinger(&$0, number: number, timerFired: true) }
                     }
                     state.lingering = (continuation, timer, number)
@@ -200,7 +200,7 @@ final class GroupCommit<Item: Sendable, Reply: Sendable>: Sendable {
         guard let (continuation, timer, current) = state.lingering, number == nil || number == current else { return }
         state.lingering = nil
         state.lingerOwn = 0
-        if !timerFired { DeadlineTimer.shared.unschedule(timer) }
+        if !timerFired { TaskLoop.shared.unschedule(timer) }
         continuation.resume()
     }
 }

@@ -1,4 +1,5 @@
 import Synchronization
+import ThreadSupport
 
 /// Why a running job is being stopped from outside.
 public enum StopReason: String, Sendable, Equatable {
@@ -56,7 +57,8 @@ func runUntilSignaled<T: Sendable>(
     _ signal: CancelSignal, _ body: @escaping @Sendable () async throws -> T
 ) async throws -> T {
     let handover = Mutex<T?>(nil)
-    let task = Task {
+    // On the caller's executor (the task loop, for the worker's slots), as a child task would be.
+    let task = Task(executorPreference: currentTaskExecutorPreference()) {
         let value = try await body()
         handover.withLock { $0 = value }
     }

@@ -8,6 +8,8 @@ public struct WorkerConfiguration: Sendable {
     public var workerID: String
     /// Jobs run at once by this process. Default 16.
     public var slots: Int = 16
+    /// Where the worker's tasks (its claim loop and slots) run. Default `.taskLoop`.
+    public var jobExecutor: JobExecutor = .taskLoop
     /// Most jobs taken by one claim call. Default 16.
     public var claimBatch: Int = 16
     /// How often leases are renewed. Keep it well under the queue's lease (30 s). Default 2 s.
@@ -47,4 +49,17 @@ public struct WorkerConfiguration: Sendable {
         let suffix = String(UInt16.random(in: 0...UInt16.max), radix: 16)
         return "\(host)-\(ProcessInfo.processInfo.processIdentifier)-\(suffix)"
     }
+}
+
+/// Where a worker's tasks run.
+public enum JobExecutor: String, Sendable, CaseIterable {
+    /// The process' task loop: one thread that also runs the timers, so a job's steps, the
+    /// continuations its backend and Redis resume and its completion reach each other without
+    /// waking another thread. Jobs wait on I/O; their CPU-heavy steps (decoding, resizing,
+    /// encoding) run on blocking pools either way. One thread's worth of job overhead per process
+    /// (tens of thousands of jobs per second); run more processes for more.
+    case taskLoop = "loop"
+    /// Swift's global concurrent pool, across all its threads: each hand-off between them is a
+    /// thread woken.
+    case globalPool = "pool"
 }

@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import ServiceLifecycle
 import Storage
+import ThreadSupport
 
 /// The worker: claims jobs while it has free slots and runs each through ``JobRunner``.
 ///
@@ -50,16 +51,23 @@ public final class WorkerService: Service, Sendable {
         renewer.start()
         logger.info(
             "worker started",
-            metadata: ["worker.slots": "\(configuration.slots)", "backend": "\(runner.backend.name)"])
+            metadata: [
+                "worker.slots": "\(configuration.slots)", "worker.executor": "\(configuration.jobExecutor.rawValue)",
+                "backend": "\(runner.backend.name)",
+            ])
         let cancellations = queue.canceledJobs()
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { [logger] in
-                for await jobID in cancellations where jobs.stop(jobID, reason: .canceled) {
-                    logger.info("job canceled while running; stopping it", metadata: ["job.id": "\(jobID)"])
+        // The claim loop, the slots and their child tasks inherit the preference.
+        let executor: (any TaskExecutor)? = configuration.jobExecutor == .taskLoop ? TaskLoop.shared : nil
+        await withTaskExecutorPreference(executor) {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { [logger] in
+                    for await jobID in cancellations where jobs.stop(jobID, reason: .canceled) {
+                        logger.info("job canceled while running; stopping it", metadata: ["job.id": "\(jobID)"])
+                    }
                 }
+                await claimLoop(jobs: jobs)
+                group.cancelAll()
             }
-            await claimLoop(jobs: jobs)
-            group.cancelAll()
         }
         jobs.finish()
         renewer.stop(unregister: true)

@@ -211,6 +211,12 @@ struct WorkerOptions: ParsableArguments {
             completing. 0 sends each at once. Default 2.
             """)
     var completionLingerMs: Int = 2
+    @Option(
+        help: """
+            Where the worker's tasks run: loop (one thread, with the timers: a job's steps hand \
+            nothing to another thread) or pool (Swift's global pool). Default loop.
+            """)
+    var executor: JobExecutor = .taskLoop
     @Option(help: "Seconds between lease renewals. Default 2.")
     var heartbeatSeconds: Double = 2
     @Option(help: "Seconds running jobs may take to finish on shutdown before they are handed back. Default 20.")
@@ -301,6 +307,7 @@ struct WorkerOptions: ParsableArguments {
     func workerConfiguration() -> WorkerConfiguration {
         var configuration = WorkerConfiguration()
         configuration.slots = slots
+        configuration.jobExecutor = executor
         configuration.claimBatch = min(slots, 32)
         configuration.heartbeatInterval = .milliseconds(Int64(heartbeatSeconds * 1000))
         configuration.drainGracePeriod = .milliseconds(Int64(drainGraceSeconds * 1000))
@@ -415,3 +422,5 @@ struct WorkerCommand: AsyncParsableCommand {
         await shutdownBackend()
     }
 }
+
+extension JobExecutor: ExpressibleByArgument {}

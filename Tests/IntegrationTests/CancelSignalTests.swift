@@ -1,5 +1,6 @@
 import Synchronization
 import Testing
+import ThreadSupport
 
 @testable import Worker
 
@@ -40,5 +41,15 @@ struct CancelSignalTests {
         let late = CancelSignal()
         late.fire(.shutdown)
         await #expect(throws: CancellationError.self) { try await runUntilSignaled(late) { 2 } }
+    }
+
+    @Test("the job's task runs where its caller runs: on the task loop for the worker's slots")
+    func keepsTheCallersExecutor() async throws {
+        let onLoop = try await withTaskExecutorPreference(TaskLoop.shared) {
+            try await runUntilSignaled(CancelSignal()) { TaskLoop.shared.isCurrentThread }
+        }
+        #expect(onLoop)
+        let elsewhere = try await runUntilSignaled(CancelSignal()) { TaskLoop.shared.isCurrentThread }
+        #expect(!elsewhere)
     }
 }

@@ -26,6 +26,22 @@ struct InMemoryWorkerTests {
         #expect(backend.maxConcurrent <= 4)
     }
 
+    @Test(
+        "the worker's tasks run on the task loop (the default), or on the global pool when so configured",
+        arguments: [JobExecutor.taskLoop, .globalPool])
+    func executor(_ executor: JobExecutor) async throws {
+        #expect(WorkerConfiguration(workerID: "w").jobExecutor == .taskLoop)
+        let queue = InMemoryQueueDriver()
+        let backend = CountingBackend(latency: .milliseconds(5))
+        let ids = try (0..<8).map { try queue.enqueue(spec("u\($0 % 3)")) }
+        let worker = RunningWorker(
+            queue: queue, blobs: try blobStore(), backend: backend, configure: { $0.jobExecutor = executor })
+        #expect(try await eventually { ids.allSatisfy { queue.status(jobID: $0)?.state == .succeeded } })
+        try await worker.stop()
+        // Every call, before and after its wait (resumed by Swift's own timer), on the loop or never.
+        #expect(backend.ranOnTaskLoop == [executor == .taskLoop])
+    }
+
     @Test("a job whose lease the queue took back is stopped and its result dropped")
     func leaseLost() async throws {
         var settings = InMemoryQueueDriver.Settings()

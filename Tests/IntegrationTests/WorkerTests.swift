@@ -6,6 +6,7 @@ import RedisQueue
 import Storage
 import Synchronization
 import Testing
+import ThreadSupport
 import Worker
 
 @Suite("Worker")
@@ -180,6 +181,8 @@ struct WorkerTests {
 final class CountingBackend: ImageModelBackend, Sendable {
     private let state = Mutex<(calls: Int, running: Int, maxConcurrent: Int, abortedAt: ContinuousClock.Instant?)>(
         (0, 0, 0, nil))
+    /// Whether each call ran on the task loop's thread, before and after its wait.
+    private let loopThread = Mutex<Set<Bool>>([])
     let latency: Duration
     var name: String { "counting" }
 
@@ -188,6 +191,7 @@ final class CountingBackend: ImageModelBackend, Sendable {
     var calls: Int { state.withLock { $0.calls } }
     var abortedAt: ContinuousClock.Instant? { state.withLock { $0.abortedAt } }
     var maxConcurrent: Int { state.withLock { $0.maxConcurrent } }
+    var ranOnTaskLoop: Set<Bool> { loopThread.withLock { $0 } }
 
     func generate(_ request: ImageRequest) async throws -> ImageResponse {
         state.withLock {
@@ -196,8 +200,10 @@ final class CountingBackend: ImageModelBackend, Sendable {
             $0.maxConcurrent = max($0.maxConcurrent, $0.running)
         }
         defer { state.withLock { $0.running -= 1 } }
+        loopThread.withLock { _ = $0.insert(TaskLoop.shared.isCurrentThread) }
         do {
             try await Task.sleep(for: latency)
+            loopThread.withLock { _ = $0.insert(TaskLoop.shared.isCurrentThread) }
         } catch {
             state.withLock { $0.abortedAt = .now }
             throw BackendError(.canceled, "canceled")

@@ -1,22 +1,35 @@
 import Foundation
 import Synchronization
 
-/// One thread that resumes sleeping tasks at their deadlines, the way an event loop's timers do.
+/// One thread that runs the jobs of the tasks that prefer it and resumes sleepers at their
+/// deadlines: an event loop for Swift tasks.
 ///
-/// `Task.sleep` arms a timer of the global executor for every call, which wakes its timer thread
-/// both when the timer is armed and when it fires. Here a sleeper whose deadline is not the
-/// earliest is only put in the heap; the thread wakes once per due deadline (once for several due
-/// together) and resumes their tasks. Used by the simulated backend, whose hundreds of concurrent
-/// calls stand in for a remote model's answers arriving over the network, and by the completions'
-/// group commit, whose short lingers would otherwise each arm a timer of their own.
-package final class DeadlineTimer: @unchecked Sendable {
-    /// The process' timer, started on first use.
-    package static let shared = DeadlineTimer()
+/// As a `TaskExecutor` (`withTaskExecutorPreference(TaskLoop.shared)`, or
+/// `group.addTask(executorPreference:)`) it runs the worker's slots. A job enqueued from the loop's
+/// own thread (a child task, a continuation resumed by a deadline or by another job) runs after the
+/// ones already queued, without waking any thread; one enqueued from another thread (a Redis
+/// reply) wakes the loop only when it waits. On Swift's global pool each such hand-off is a
+/// semaphore post to one of its threads, and its threads wake each other in turn: per job of a
+/// slow backend that was most of the worker's CPU.
+///
+/// Its timers: `Task.sleep` arms a timer of the global executor for every call, which wakes its
+/// timer thread both when the timer is armed and when it fires. Here a sleeper whose deadline is
+/// not the earliest is only put in the heap; the thread wakes once per due deadline (once for
+/// several due together) and resumes their tasks. Used by the simulated backend, whose hundreds of
+/// concurrent calls stand in for a remote model's answers arriving over the network, and by the
+/// completions' group commit, whose short lingers would otherwise each arm a timer of their own.
+///
+/// Everything on the loop shares one thread: a job or a callback that blocks holds up every other
+/// task of the loop and every deadline. Blocking work (codecs, hiredis, files) belongs on the
+/// blocking pool or a thread of its own, as it does on the cooperative pool.
+package final class TaskLoop: @unchecked Sendable {
+    /// The process' loop, started on first use.
+    package static let shared = TaskLoop()
 
     private struct Sleeper {
         var deadline: UInt64
         var id: UInt64
-        /// Runs on the timer's thread at the deadline (`nil`), or on the canceling thread at
+        /// Runs on the loop's thread at the deadline (`nil`), or on the canceling thread at
         /// cancellation (the error).
         var finish: @Sendable ((any Error)?) -> Void
     }
@@ -26,16 +39,26 @@ package final class DeadlineTimer: @unchecked Sendable {
     // Guarded by `lock`.
     private var heap: [Sleeper] = []
     private var canceledEarly: Set<UInt64> = []
-    /// The deadline the thread waits for (`.max`: none, it waits for a signal).
-    private var waitingFor: UInt64 = .max
+    /// Jobs of the tasks that prefer this loop, in the order they were enqueued.
+    private var jobs: [UnownedJob] = []
+    /// The deadline the thread waits for (`.max`: none, it waits for a signal; 0: it does not wait).
+    private var waitingFor: UInt64 = 0
+    private var thread: Thread?
 
     private init() {
-        // Named so that top -H and perf tell the thread apart.
         let thread = Thread { [self] in
-            nameCurrentThread("deadline-timer")
+            // Named so that top -H and perf tell the thread apart.
+            nameCurrentThread("task-loop")
             self.run()
         }
+        lock.withLock { self.thread = thread }
         thread.start()
+    }
+
+    /// Whether the caller runs on the loop's thread.
+    package var isCurrentThread: Bool {
+        let thread = lock.withLock { self.thread }
+        return Thread.current === thread
     }
 
     /// Suspends the calling task for `duration`; throws `CancellationError` as soon as it is canceled.
@@ -43,7 +66,7 @@ package final class DeadlineTimer: @unchecked Sendable {
         try await sleep(for: duration) {}
     }
 
-    /// Suspends the calling task for `duration`, then runs `body` on the timer's thread and returns
+    /// Suspends the calling task for `duration`, then runs `body` on the loop's thread and returns
     /// its result; throws `CancellationError` as soon as it is canceled (and `body` does not run).
     ///
     /// For small work that would otherwise wake another thread: it holds up every later deadline
@@ -69,7 +92,7 @@ package final class DeadlineTimer: @unchecked Sendable {
         }
     }
 
-    /// Runs `body` on the timer's thread at `deadline` (nanoseconds of ``ConditionLock/now()``),
+    /// Runs `body` on the loop's thread at `deadline` (nanoseconds of ``ConditionLock/now()``),
     /// unless ``unschedule(_:)`` removes it first. Returns the id to remove it by.
     ///
     /// `body` holds up every later deadline while it runs: it should only hand work on.
@@ -128,14 +151,21 @@ package final class DeadlineTimer: @unchecked Sendable {
 
     private func run() {
         var due: [Sleeper] = []
+        var runnable: [UnownedJob] = []
+        let executor = asUnownedTaskExecutor()
         lock.lock()
         while true {
             let now = ConditionLock.now()
             while let first = heap.first, first.deadline <= now { due.append(remove(at: 0)) }
-            if !due.isEmpty {
+            if !due.isEmpty || !jobs.isEmpty {
+                // Deadlines first (they resume tasks, whose jobs join the queue), then every job
+                // queued so far; jobs those enqueue run in the next round.
+                swap(&runnable, &jobs)
                 lock.unlock()
                 for sleeper in due { sleeper.finish(nil) }
                 due.removeAll(keepingCapacity: true)
+                for job in runnable { job.runSynchronously(on: executor) }
+                runnable.removeAll(keepingCapacity: true)
                 lock.lock()
                 continue
             }
@@ -191,4 +221,23 @@ package final class DeadlineTimer: @unchecked Sendable {
             parent = smallest
         }
     }
+}
+
+extension TaskLoop: TaskExecutor {
+    package func enqueue(_ job: consuming ExecutorJob) {
+        let job = UnownedJob(job)
+        lock.lock()
+        jobs.append(job)
+        // The thread needs waking only when it waits (then `jobs` was empty).
+        let wake = waitingFor != 0
+        lock.unlock()
+        if wake { lock.signal() }
+    }
+}
+
+/// The executor the current task prefers (``TaskLoop/shared`` for the worker's slots), or nil for
+/// Swift's global pool: for unstructured tasks (`Task(executorPreference:)`) that should run where
+/// their creator runs, as child tasks do by themselves.
+package func currentTaskExecutorPreference() -> (any TaskExecutor)? {
+    withUnsafeCurrentTask { $0?.unownedTaskExecutor?.asTaskExecutor() }
 }
