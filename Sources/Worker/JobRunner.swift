@@ -28,23 +28,16 @@ struct JobRunner: Sendable {
     /// returned (nil when none was claimable, or the job did not succeed).
     func run(_ job: ClaimedJob, signal: CancelSignal, claimNext: Bool = false) async -> ClaimedJob? {
         let userHash = hasher.hash(job.spec.user)
-        var logger = self.logger
-        // Set together: a handler may format its metadata anew on every change (StreamLogHandler
-        // does), and this runs for every job whatever the log level.
-        logger.handler.metadata.merge(
-            ["job.id": "\(job.lease.jobID)", "user.hash": "\(userHash)", "job.attempt": "\(job.lease.attempt)"]
-        ) { _, new in new }
+        let log = JobLog(logger: logger, jobID: job.lease.jobID, userHash: userHash, attempt: job.lease.attempt)
         let started = ContinuousClock.now
-        logger.debug(
-            "job started", metadata: ["job.kind": "\(job.spec.kind.rawValue)", "job.tier": "\(job.spec.tier.rawValue)"])
+        log(.debug, "job started", ["job.kind": "\(job.spec.kind.rawValue)", "job.tier": "\(job.spec.tier.rawValue)"])
         let done: Processed
         do {
-            let jobLogger = logger
             done = try await runUntilSignaled(signal) {
-                try await process(job, userHash: userHash, logger: jobLogger)
+                try await process(job, userHash: userHash)
             }
         } catch {
-            await settle(job, error: error, signal: signal, logger: logger)
+            await settle(job, error: error, signal: signal, log: log)
             return nil
         }
         let result = done.result
@@ -65,9 +58,9 @@ struct JobRunner: Sendable {
             }
             Counter(label: "imagegen_jobs_total", dimensions: [("outcome", "succeeded")]).increment()
             Timer(label: "imagegen_job_duration_seconds").record(duration: ContinuousClock.now - started)
-            logger.info(
-                "job succeeded",
-                metadata: [
+            log(
+                .info, "job succeeded",
+                [
                     "job.outputs": "\(result.outputs.count)",
                     "job.output_bytes": "\(result.outputs.reduce(0) { $0 + $1.bytes })",
                     "job.ms": "\((ContinuousClock.now - started).milliseconds)",
@@ -81,10 +74,9 @@ struct JobRunner: Sendable {
             if state != .succeeded {
                 _ = try? await blobs.delete(result.outputs.map(\.key))
             }
-            logger.warning("result not recorded: the lease is no longer held", metadata: ["error": "\(error.message)"])
+            log(.warning, "result not recorded: the lease is no longer held", ["error": "\(error.message)"])
         } catch {
-            logger.warning(
-                "could not record the result; the job returns after its lease", metadata: ["error": "\(error)"])
+            log(.warning, "could not record the result; the job returns after its lease", ["error": "\(error)"])
         }
         return nil
     }
@@ -112,12 +104,12 @@ struct JobRunner: Sendable {
         }
     }
 
-    private func settle(_ job: ClaimedJob, error: any Error, signal: CancelSignal, logger: Logger) async {
+    private func settle(_ job: ClaimedJob, error: any Error, signal: CancelSignal, log: JobLog) async {
         if let reason = signal.reason ?? (Task.isCancelled ? .shutdown : nil) {
             switch reason {
             case .canceled, .leaseLost:
                 Counter(label: "imagegen_jobs_total", dimensions: [("outcome", reason.rawValue)]).increment()
-                logger.info("job stopped", metadata: ["job.stop_reason": "\(reason.rawValue)"])
+                log(.info, "job stopped", ["job.stop_reason": "\(reason.rawValue)"])
                 // A canceled or purged job may have stored some outputs before the stop arrived.
                 // (A lost lease means another worker may be writing the same keys: leave them.)
                 if reason == .canceled, await isGoneOrCanceled(job.lease.jobID) {
@@ -126,29 +118,26 @@ struct JobRunner: Sendable {
             case .shutdown:
                 do {
                     try await reportWithRetry { try await queue.release(job.lease) }
-                    logger.info("job handed back on shutdown")
+                    log(.info, "job handed back on shutdown")
                 } catch {
-                    logger.warning(
-                        "could not hand the job back; it returns after its lease", metadata: ["error": "\(error)"])
+                    log(.warning, "could not hand the job back; it returns after its lease", ["error": "\(error)"])
                 }
             }
             return
         }
         if let error = error as? QueueError, error.code == .fenced {
-            logger.warning("lease no longer held; result dropped", metadata: ["error": "\(error.message)"])
+            log(.warning, "lease no longer held; result dropped", ["error": "\(error.message)"])
             return
         }
         let failure = classifier.classify(error, attempt: job.lease.attempt)
-        alert(error, failure: failure, logger: logger)
+        alert(error, failure: failure, log: log)
         do {
             var state = JobState.failed
             try await reportWithRetry { state = try await queue.fail(job.lease, failure: failure) }
             Counter(label: "imagegen_jobs_total", dimensions: [("outcome", state.rawValue)]).increment()
-            logger.info(
-                "job attempt failed", metadata: ["error.code": "\(failure.code)", "job.state": "\(state.rawValue)"])
+            log(.info, "job attempt failed", ["error.code": "\(failure.code)", "job.state": "\(state.rawValue)"])
         } catch {
-            logger.warning(
-                "could not report the failure; the job returns after its lease", metadata: ["error": "\(error)"])
+            log(.warning, "could not report the failure; the job returns after its lease", ["error": "\(error)"])
         }
     }
 
@@ -165,7 +154,7 @@ struct JobRunner: Sendable {
     /// Counts what the backend said about the provider, and raises the alerts an operator must see:
     /// a spent quota (claiming stops until the breaker's probe gets through) and refused
     /// credentials. Logs carry codes only, never the request.
-    private func alert(_ error: any Error, failure: JobFailure, logger: Logger) {
+    private func alert(_ error: any Error, failure: JobFailure, log: JobLog) {
         if let signal = failure.signal {
             Counter(label: "imagegen_backend_signals_total", dimensions: [("kind", signal.kind.rawValue)]).increment()
         }
@@ -173,20 +162,20 @@ struct JobRunner: Sendable {
         switch error.code {
         case .quotaExhausted:
             Counter(label: "imagegen_backend_alerts_total", dimensions: [("reason", "quota_exhausted")]).increment()
-            logger.error(
-                "backend quota exhausted: every worker stops claiming until the quota breaker's probe succeeds",
-                metadata: ["backend": "\(backend.name)", "error.status": "\(error.status.map(String.init) ?? "")"])
+            log(
+                .error, "backend quota exhausted: every worker stops claiming until the quota breaker's probe succeeds",
+                ["backend": "\(backend.name)", "error.status": "\(error.status.map(String.init) ?? "")"])
         case .unauthorized:
             Counter(label: "imagegen_backend_alerts_total", dimensions: [("reason", "unauthorized")]).increment()
-            logger.error(
-                "backend refused the credentials",
-                metadata: ["backend": "\(backend.name)", "error.status": "\(error.status.map(String.init) ?? "")"])
+            log(
+                .error, "backend refused the credentials",
+                ["backend": "\(backend.name)", "error.status": "\(error.status.map(String.init) ?? "")"])
         default:
             break
         }
     }
 
-    private func process(_ job: ClaimedJob, userHash: String, logger: Logger) async throws -> Processed {
+    private func process(_ job: ClaimedJob, userHash: String) async throws -> Processed {
         let spec = job.spec
         let lease = job.lease
         let clock = ContinuousClock()
@@ -275,5 +264,31 @@ struct JobRunner: Sendable {
     private func report(_ lease: Lease, _ stage: String) async throws {
         guard configuration.reportProgress else { return }
         try await queue.progress(lease, stage: stage, detail: "")
+    }
+}
+
+/// One job's log: the worker's logger, with the job's fields (id, user hash, attempt) added to a
+/// message only when it is written. Set on the logger instead, they would cost every job a
+/// metadata change at any level, and `StreamLogHandler` formats its whole metadata anew on each.
+struct JobLog {
+    let logger: Logger
+    let jobID: String
+    let userHash: String
+    let attempt: Int
+
+    func callAsFunction(
+        _ level: Logger.Level, _ message: @autoclosure () -> Logger.Message,
+        _ metadata: @autoclosure () -> Logger.Metadata = [:], file: String = #fileID, function: String = #function,
+        line: UInt = #line
+    ) {
+        logger.log(
+            level: level, message(),
+            metadata: {
+                var fields: Logger.Metadata = [
+                    "job.id": "\(jobID)", "user.hash": "\(userHash)", "job.attempt": "\(attempt)",
+                ]
+                fields.merge(metadata()) { _, new in new }
+                return fields
+            }(), file: file, function: function, line: line)
     }
 }

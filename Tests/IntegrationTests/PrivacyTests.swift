@@ -202,6 +202,12 @@ struct PrivacyTests {
         #expect(lines.allSatisfy { !$0.contains("SECRET-PROMPT") })
         #expect(lines.allSatisfy { !$0.contains("RAWUSER-") })  // users appear only hashed
         #expect(lines.contains { $0.contains("user.hash") })
+        // Every line about one job names it, its attempt and its user's hash.
+        let jobLines = lines.filter {
+            $0.contains("job started") || $0.contains("job succeeded") || $0.contains("job attempt failed")
+        }
+        #expect(jobLines.count >= ids.count * 2)
+        #expect(jobLines.allSatisfy { $0.contains("job.id") && $0.contains("job.attempt") && $0.contains("user.hash") })
     }
 }
 
