@@ -157,18 +157,24 @@ package final class TaskLoop: @unchecked Sendable {
         while true {
             let now = ConditionLock.now()
             while let first = heap.first, first.deadline <= now { due.append(remove(at: 0)) }
-            if !due.isEmpty || !jobs.isEmpty {
-                // Deadlines first (they resume tasks, whose jobs join the queue), then every job
-                // queued so far; jobs those enqueue run in the next round.
-                swap(&runnable, &jobs)
+            let anyDue = !due.isEmpty
+            if anyDue {
+                // Deadlines first: they resume tasks, whose jobs join the queue and run below.
                 lock.unlock()
                 for sleeper in due { sleeper.finish(nil) }
                 due.removeAll(keepingCapacity: true)
+                lock.lock()
+            }
+            if !jobs.isEmpty {
+                // Every job queued so far; those they enqueue run in the next round.
+                swap(&runnable, &jobs)
+                lock.unlock()
                 for job in runnable { job.runSynchronously(on: executor) }
                 runnable.removeAll(keepingCapacity: true)
                 lock.lock()
                 continue
             }
+            if anyDue { continue }
             // Ids canceled after their sleeper was resumed are never looked up again.
             if (heap.isEmpty && !canceledEarly.isEmpty) || canceledEarly.count > 4096 { canceledEarly.removeAll() }
             waitingFor = heap.first?.deadline ?? .max
