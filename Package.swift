@@ -41,7 +41,7 @@ let package = Package(
             // zlib directly: the PNG encoder deflates rows itself.
             linkerSettings: [.linkedLibrary("z"), .linkedLibrary("pthread")]),
 
-        // Threads and timers outside the cooperative pool: a condition lock, the deadline timer.
+        // Threads and timers outside the cooperative pool: a condition lock, the task loop.
         .target(name: "ThreadSupport"),
 
         .target(
