@@ -131,14 +131,19 @@ struct TaskLoopScheduleTests {
             try await TaskLoop.shared.sleep(for: .milliseconds(1))
             let names = try threadNames()
             #expect(names.contains("task-loop"))
-            // A thread of its own, named with a name too long for Linux.
+            // A thread of its own, named with a name too long for Linux; it stays until looked at
+            // (under a loaded test run it may start late, so nothing here is timed).
+            let named = DispatchSemaphore(value: 0)
+            let looked = DispatchSemaphore(value: 0)
             let thread = Thread {
                 nameCurrentThread("a-name-of-twenty-bytes")
-                Thread.sleep(forTimeInterval: 2)
+                named.signal()
+                looked.wait()
             }
             thread.start()
-            try await Task.sleep(for: .milliseconds(200))
+            while named.wait(timeout: .now()) == .timedOut { try await Task.sleep(for: .milliseconds(5)) }
             #expect(try threadNames().contains("a-name-of-twent"))
+            looked.signal()
         }
 
         func threadNames() throws -> [String] {
