@@ -22,12 +22,7 @@ public final class RedisConnection: Sendable {
         self.configuration = configuration
         self.state = State(configuration: configuration, logger: logger)
         let state = self.state
-        // Named so that top -H and perf tell the thread apart.
-        let thread = Thread {
-            nameCurrentThread("redis-conn")
-            state.runLoop()
-        }
-        thread.start()
+        startThread(named: "redis-conn") { state.runLoop() }
     }
 
     deinit { state.close() }

@@ -27,12 +27,7 @@ public final class RedisSubscriber: Sendable {
         let state = SubscriberState(
             configuration: configuration, channels: channels, continuation: continuation, logger: logger)
         self.state = state
-        // Named so that top -H and perf tell the thread apart.
-        let thread = Thread {
-            nameCurrentThread("redis-sub")
-            state.runLoop()
-        }
-        thread.start()
+        startThread(named: "redis-sub") { state.runLoop() }
     }
 
     deinit { state.close() }

@@ -46,13 +46,9 @@ package final class TaskLoop: @unchecked Sendable {
     private var thread: Thread?
 
     private init() {
-        let thread = Thread { [self] in
-            // Named so that top -H and perf tell the thread apart.
-            nameCurrentThread("task-loop")
-            self.run()
-        }
+        // Nothing reaches the loop before `shared` is set, so `thread` is set before it is read.
+        let thread = startThread(named: "task-loop") { [self] in run() }
         lock.withLock { self.thread = thread }
-        thread.start()
     }
 
     /// Whether the caller runs on the loop's thread.

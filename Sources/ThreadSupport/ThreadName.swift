@@ -1,3 +1,5 @@
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Musl)
@@ -23,4 +25,17 @@ package func nameCurrentThread(_ name: String) {
         let bytes = Array(name.utf8.prefix(15))
         _ = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
     #endif
+}
+
+/// Starts a thread of the project's own that runs `body` under `name` (see
+/// ``nameCurrentThread(_:)``), so that `top -H` and `perf` tell it apart from the cooperative
+/// pool's threads.
+@discardableResult
+package func startThread(named name: String, _ body: @escaping @Sendable () -> Void) -> Thread {
+    let thread = Thread {
+        nameCurrentThread(name)
+        body()
+    }
+    thread.start()
+    return thread
 }

@@ -27,12 +27,7 @@ final class LeaseRenewer: @unchecked Sendable {
     }
 
     func start() {
-        // Named so that top -H and perf tell the thread apart.
-        let thread = Thread { [self] in
-            nameCurrentThread("lease-renewer")
-            loop()
-        }
-        thread.start()
+        startThread(named: "lease-renewer") { [self] in loop() }
     }
 
     /// Stops renewing and, when `unregister` is true, tells the queue this worker is gone.
