@@ -35,14 +35,17 @@ let package = Package(
         .systemLibrary(
             name: "CLCMS2", pkgConfig: "lcms2",
             providers: [.apt(["liblcms2-dev"])]),
-        // The only C code of the project: every setjmp and every codec hook lives here.
+        // The image codecs' C: every setjmp and every codec hook lives here.
         .target(
             name: "CImageShim", dependencies: ["CLibPNG", "CLibJPEG"],
             // zlib directly: the PNG encoder deflates rows itself.
             linkerSettings: [.linkedLibrary("z"), .linkedLibrary("pthread")]),
 
+        // The task loop's waits: ppoll(2) and its wake-up descriptor.
+        .target(name: "CPoll"),
+
         // Threads and timers outside the cooperative pool: a condition lock, the task loop.
-        .target(name: "ThreadSupport"),
+        .target(name: "ThreadSupport", dependencies: ["CPoll"]),
 
         .target(
             name: "RedisClient",

@@ -1,5 +1,6 @@
 import CHiredis
 import Foundation
+import ThreadSupport
 
 /// One hiredis context, used only from the thread that owns it.
 ///
@@ -118,6 +119,31 @@ final class HiredisSocket {
             divisor /= 10
         }
         resp.append(contentsOf: [UInt8(ascii: "\r"), UInt8(ascii: "\n")])
+    }
+
+    /// Makes the socket non-blocking, for a connection that polls it on a task loop: from here on
+    /// only ``feed(_:)`` and ``bufferedReply()`` read, and the caller writes the descriptor itself.
+    func makeNonBlocking() -> Bool {
+        setNonBlocking(context.pointee.fd)
+    }
+
+    /// Hands bytes read from the socket to hiredis' reply parser.
+    func feed(_ bytes: UnsafeRawBufferPointer) throws {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
+        if redisReaderFeed(context.pointee.reader, base.assumingMemoryBound(to: CChar.self), bytes.count) != REDIS_OK {
+            throw RedisError(.protocolError, HiredisSocket.errorString(context))
+        }
+    }
+
+    /// The next whole reply among the bytes fed so far, or nil when more are needed.
+    func bufferedReply() throws -> RESPValue? {
+        var raw: UnsafeMutableRawPointer?
+        guard redisGetReplyFromReader(context, &raw) == REDIS_OK else {
+            throw RedisError(.protocolError, HiredisSocket.errorString(context))
+        }
+        guard let raw else { return nil }
+        defer { freeReplyObject(raw) }
+        return HiredisSocket.convert(raw.assumingMemoryBound(to: redisReply.self))
     }
 
     /// Flushes pending output and reads the next reply.

@@ -27,6 +27,18 @@ public struct RedisConfiguration: Sendable, Equatable {
     public var reconnectMaxDelay: Duration = .seconds(2)
     /// Connection name shown by `CLIENT LIST`. Default none.
     public var clientName: String?
+    /// What runs the I/O of a ``RedisPool``'s connections. Default ``PoolIO/taskLoop``.
+    public var poolIO: PoolIO = .taskLoop
+
+    /// What runs the I/O of a pool's connections (blocking connections always have threads of
+    /// their own).
+    public enum PoolIO: String, Sendable, Equatable, CaseIterable {
+        /// The process' task loop polls the sockets: no thread hand-off for a caller on the loop
+        /// (the worker's slots), one for a caller elsewhere.
+        case taskLoop = "loop"
+        /// A thread per connection blocks in hiredis: two hand-offs per call for every caller.
+        case threads
+    }
 
     public init() {}
 

@@ -3,26 +3,37 @@ import Logging
 import Synchronization
 import ThreadSupport
 
-/// One Redis connection with a thread of its own.
+/// One Redis connection, run by a thread of its own or by a task loop.
 ///
-/// hiredis calls block, so they never run on Swift's cooperative pool: every call is queued to
-/// this connection's thread and the caller's task suspends until the reply comes back. Requests
-/// that arrive while the thread is busy are written together and their replies read together
-/// (automatic pipelining), so many tasks sharing one connection cost few round trips.
+/// Its I/O never runs on Swift's cooperative pool. With a thread of its own (the default), hiredis
+/// blocks on that thread: every call is queued to it and the caller's task suspends until the
+/// reply comes back. On a ``TaskLoop`` (the pool's connections) the socket is non-blocking and
+/// polled by the loop, which writes the requests made in a round at its end and resumes the
+/// callers as the replies arrive: a caller on the loop then waits without any thread hand-off.
+/// Either way, requests that arrive while others are on the wire are written together and their
+/// replies read together (automatic pipelining), so many tasks sharing one connection cost few
+/// round trips.
 ///
 /// The connection is opened lazily and reopened after a failure, with exponential backoff and
 /// full jitter between attempts. A command whose connection broke fails with a retryable
 /// ``RedisError``; commands are never resent by themselves, because not all are idempotent.
 public final class RedisConnection: Sendable {
-    private let state: State
+    private let state: any RequestRunner
     private let configuration: RedisConfiguration
 
     /// Creates the connection and its thread. Nothing is sent until the first command.
     public init(configuration: RedisConfiguration, logger: Logger = Logger(label: "imagegen.redis")) {
         self.configuration = configuration
-        self.state = State(configuration: configuration, logger: logger)
-        let state = self.state
+        let state = State(configuration: configuration, logger: logger)
+        self.state = state
         startThread(named: "redis-conn") { state.runLoop() }
+    }
+
+    /// Creates a connection whose socket `loop` polls (connecting still happens on a short-lived
+    /// thread of its own). Nothing is sent until the first command.
+    package init(configuration: RedisConfiguration, logger: Logger, loop: TaskLoop) {
+        self.configuration = configuration
+        self.state = LoopConnection(configuration: configuration, logger: logger, loop: loop)
     }
 
     deinit { state.close() }
@@ -107,7 +118,18 @@ private final class ResultBox: @unchecked Sendable {
     var result: Result<[RESPValue], Error>?
 }
 
-private struct Request {
+/// What runs a connection's requests: its own thread (``State``) or a task loop (``LoopConnection``).
+protocol RequestRunner: Sendable {
+    func nextRequestID() -> UInt64
+    /// Queues a request; `complete` runs once, with the replies or the error.
+    func enqueue(_ request: Request)
+    /// Fails the request if it was not sent yet, or interrupts it if it is a blocking one on the wire.
+    func cancel(id: UInt64)
+    func close()
+    var inFlight: Int { get }
+}
+
+struct Request {
     let id: UInt64
     let commands: [RedisCommand]
     let blockingTimeout: Duration?
@@ -116,7 +138,7 @@ private struct Request {
 
 /// The connection's shared state. `@unchecked Sendable`: the mutable queue is guarded by
 /// `condition`; `socket` and `backoff` are touched only by the connection's own thread.
-private final class State: @unchecked Sendable {
+private final class State: RequestRunner, @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [Request] = []
     private var closed = false

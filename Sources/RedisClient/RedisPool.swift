@@ -1,10 +1,12 @@
 import Logging
 import Synchronization
+import ThreadSupport
 
 /// A few pipelining connections shared by the whole process.
 ///
 /// Each ``RedisConnection`` already batches concurrent commands, so a small pool (default 2)
-/// serves many tasks. Blocking commands get a dedicated connection from ``makeBlockingConnection()``.
+/// serves many tasks. Its connections run on the process' task loop unless
+/// ``RedisConfiguration/poolIO`` says otherwise. Blocking commands get a dedicated connection from ``makeBlockingConnection()``.
 public final class RedisPool: Sendable {
     /// The configuration every connection of this pool uses.
     public let configuration: RedisConfiguration
@@ -16,7 +18,12 @@ public final class RedisPool: Sendable {
     public init(configuration: RedisConfiguration, size: Int = 2, logger: Logger = Logger(label: "imagegen.redis")) {
         self.configuration = configuration
         self.logger = logger
-        self.connections = (0..<max(1, size)).map { _ in RedisConnection(configuration: configuration, logger: logger) }
+        self.connections = (0..<max(1, size)).map { _ in
+            switch configuration.poolIO {
+            case .taskLoop: RedisConnection(configuration: configuration, logger: logger, loop: TaskLoop.shared)
+            case .threads: RedisConnection(configuration: configuration, logger: logger)
+            }
+        }
     }
 
     /// The connection with the fewest requests in flight; among equals, the next in turn after
@@ -38,6 +45,15 @@ public final class RedisPool: Sendable {
             }
         }
         return best
+    }
+
+    /// The executor that runs the pool's connections: the process' task loop, or nil when each has
+    /// a thread of its own. A task that prefers it (`withTaskExecutorPreference(pool.executor)`)
+    /// waits for each reply with no thread hand-off at all: for a producer that awaits one enqueue
+    /// after another, for one. Only for tasks that do little work between calls; CPU work there
+    /// holds up every connection of the process.
+    public var executor: (any TaskExecutor)? {
+        configuration.poolIO == .taskLoop ? TaskLoop.shared : nil
     }
 
     /// Sends one command on the next connection.

@@ -20,6 +20,13 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error. Env: IMAGEGEN_LOG_LEVEL. Default: info.")
     var logLevel: String?
 
+    @Option(
+        help: """
+            What runs the I/O of the pool's Redis connections: loop (the process' task loop polls \
+            the sockets) or threads (a thread per connection). Default loop.
+            """)
+    var redisIo: RedisConfiguration.PoolIO = .taskLoop
+
     /// The Redis configuration from the flags and the environment.
     func redisConfiguration() throws -> RedisConfiguration {
         let environment = ProcessInfo.processInfo.environment
@@ -35,6 +42,7 @@ struct ConnectionOptions: ParsableArguments {
             }
             configuration.password = text.trimmingCharacters(in: .whitespacesAndNewlines)
         }
+        configuration.poolIO = redisIo
         return configuration
     }
 
@@ -146,3 +154,5 @@ extension Duration {
         Double(text).map { Duration.milliseconds(Int64($0 * 1000)) }
     }
 }
+
+extension RedisConfiguration.PoolIO: ExpressibleByArgument {}

@@ -155,3 +155,85 @@ struct TaskLoopScheduleTests {
         }
     }
 #endif
+
+#if os(Linux)
+    import Glibc
+
+    @Suite("Task loop descriptors")
+    struct TaskLoopDescriptorTests {
+        /// Notes every call of the loop, and whether it came on the loop's thread.
+        final class Recorder: LoopDescriptorHandler, @unchecked Sendable {
+            let calls = Mutex<[String]>([])
+            let fd: Int32
+            init(fd: Int32) { self.fd = fd }
+
+            func descriptorReady(readable: Bool, writable: Bool) {
+                let onLoop = TaskLoop.shared.isCurrentThread
+                var byte: UInt8 = 0
+                if readable { _ = read(fd, &byte, 1) }
+                calls.withLock { $0.append("\(readable ? "r" : "")\(writable ? "w" : "")\(byte) \(onLoop)") }
+            }
+        }
+
+        func onLoop(_ body: @escaping @Sendable () -> Void) async {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                TaskLoop.shared.execute {
+                    body()
+                    done.resume()
+                }
+            }
+        }
+
+        func waitFor(_ recorder: Recorder, count: Int) async throws {
+            while recorder.calls.withLock({ $0.count }) < count { try await Task.sleep(for: .milliseconds(2)) }
+        }
+
+        @Test(
+            "a watched descriptor wakes the waiting loop, its handler runs there; writable only when asked; unwatched, silent",
+            .timeLimit(.minutes(1)))
+        func watchAndUnwatch() async throws {
+            var pair: [Int32] = [-1, -1]
+            #expect(pipe(&pair) == 0)
+            let fds = pair
+            defer {
+                close(fds[0])
+                close(fds[1])
+            }
+            let reader = Recorder(fd: fds[0])
+            let loop = TaskLoop.shared
+            // The loop waits for a distant deadline meanwhile: only the descriptor can wake it.
+            let distant = loop.schedule(at: ConditionLock.now() + 3_600_000_000_000) {}
+            defer { loop.unschedule(distant) }
+            await onLoop { loop.watch(fds[0], reader) }
+            try await Task.sleep(for: .milliseconds(20))
+            for value: UInt8 in 1...3 {
+                var byte = value
+                #expect(write(fds[1], &byte, 1) == 1)
+                try await waitFor(reader, count: Int(value))
+            }
+            #expect(reader.calls.withLock { $0 } == ["r1 true", "r2 true", "r3 true"])
+
+            // The write end is writable at once, but reported only while asked for.
+            let writer = Recorder(fd: fds[1])
+            await onLoop {
+                loop.watch(fds[1], writer)
+                loop.setWritable(fds[1], true)
+            }
+            try await waitFor(writer, count: 1)
+            await onLoop { loop.setWritable(fds[1], false) }
+            let seen = writer.calls.withLock { $0.count }
+            try await loop.sleep(for: .milliseconds(50))
+            #expect(writer.calls.withLock { $0.count } == seen)
+            #expect(writer.calls.withLock { $0.first } == "w0 true")
+
+            await onLoop {
+                loop.unwatch(fds[0])
+                loop.unwatch(fds[1])
+            }
+            var byte: UInt8 = 9
+            #expect(write(fds[1], &byte, 1) == 1)
+            try await loop.sleep(for: .milliseconds(50))
+            #expect(reader.calls.withLock { $0.count } == 3)
+        }
+    }
+#endif

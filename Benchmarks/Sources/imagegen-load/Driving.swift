@@ -12,7 +12,15 @@ enum Producer {
     }
 
     /// One awaited call at a time.
+    /// The producer runs on the connections' executor (``RedisPool/executor``), as a producer that
+    /// awaits each call should.
     static func awaited(_ queue: RedisJobQueue, _ specs: [JobSpec], label: String) async throws -> Outcome {
+        try await withTaskExecutorPreference(queue.pool.executor) {
+            try await awaitedHere(queue, specs, label: label)
+        }
+    }
+
+    private static func awaitedHere(_ queue: RedisJobQueue, _ specs: [JobSpec], label: String) async throws -> Outcome {
         let progress = Progress(label: label, total: specs.count)
         var ids: [String] = []
         ids.reserveCapacity(specs.count)
