@@ -265,9 +265,16 @@ final class LoopConnection: RequestRunner, LoopDescriptorHandler, @unchecked Sen
     private func deliver(_ reply: RESPValue) -> Bool {
         guard onWireHead < onWire.count else { return false }
         onWire[onWireHead].replies.append(reply)
+        guard onWire[onWireHead].replies.count == onWire[onWireHead].request.commands.count else { return true }
         let sent = onWire[onWireHead]
-        guard sent.replies.count == sent.request.commands.count else { return true }
         onWireHead += 1
+        if onWireHead == onWire.count {
+            // The batch is in: nothing keeps its replies alive.
+            onWire.removeAll(keepingCapacity: true)
+            onWireHead = 0
+        } else {
+            onWire[onWireHead - 1].replies = []
+        }
         if sent.request.blockingTimeout != nil { lock.withLock { _ = $0.interrupted.remove(sent.request.id) } }
         sent.request.complete(.success(sent.replies))
         return true

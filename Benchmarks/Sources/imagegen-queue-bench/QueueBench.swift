@@ -42,19 +42,25 @@ struct QueueBench: AsyncParsableCommand {
         try await queue.configure(settings)
         let spec = JobSpec(user: "bench", prompt: "noop", size: "64x64")
 
-        // The client's own round trip, to set the enqueue figures against. The awaiting callers run
-        // on the connections' executor, as a producer that awaits each call should.
+        // The client's own round trip, to set the enqueue figures against. An awaiting caller on
+        // the connections' executor (as a producer that awaits each call should run), and one on
+        // Swift's global pool, alternating.
         let pings = 5_000
-        let ping = try await withTaskExecutorPreference(pool.executor) {
-            try await Self.timed {
-                for _ in 0..<pings { _ = try await pool.send("PING") }
-            }
-        }
-        let sequentialCount = min(jobs, 5_000)
-        let sequential = try await withTaskExecutorPreference(pool.executor) {
-            try await Self.timed {
-                for _ in 0..<sequentialCount { _ = try await queue.enqueue(spec) }
-            }
+        let sequentialCount = min(jobs, 5_000) / 2
+        var onLoop: (ping: [Duration], enqueue: [Duration]) = ([], [])
+        var onPool: (ping: [Duration], enqueue: [Duration]) = ([], [])
+        for _ in 0..<2 {
+            onLoop.ping.append(
+                try await withTaskExecutorPreference(pool.executor) {
+                    try await Self.timed { for _ in 0..<pings / 4 { _ = try await pool.send("PING") } }
+                })
+            onPool.ping.append(try await Self.timed { for _ in 0..<pings / 4 { _ = try await pool.send("PING") } })
+            onLoop.enqueue.append(
+                try await withTaskExecutorPreference(pool.executor) {
+                    try await Self.timed { for _ in 0..<sequentialCount / 2 { _ = try await queue.enqueue(spec) } }
+                })
+            onPool.enqueue.append(
+                try await Self.timed { for _ in 0..<sequentialCount / 2 { _ = try await queue.enqueue(spec) } })
         }
         let concurrent = try await Self.timed {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -84,8 +90,13 @@ struct QueueBench: AsyncParsableCommand {
             }
         }
         let pickups = try await Self.pickupLatencies(queue: queue, count: 500)
-        print("PING, one awaited call at a time:    \(Self.rate(pings, ping)) calls/s")
-        print("enqueue, one awaited call at a time: \(Self.rate(sequentialCount, sequential)) jobs/s")
+        print("one awaited call at a time, on the connections' executor / on the global pool:")
+        print(
+            "  PING                               \(Self.rate(pings / 2, onLoop.ping.reduce(.zero, +))) / \(Self.rate(pings / 2, onPool.ping.reduce(.zero, +))) calls/s"
+        )
+        print(
+            "  enqueue                            \(Self.rate(sequentialCount, onLoop.enqueue.reduce(.zero, +))) / \(Self.rate(sequentialCount, onPool.enqueue.reduce(.zero, +))) jobs/s"
+        )
         print("enqueue, 64 concurrent callers:      \(Self.rate(jobs, concurrent)) jobs/s")
         print("claim (batches of 64) + complete:    \(Self.rate(processed, drain)) jobs/s (\(processed) jobs)")
         print(
