@@ -27,7 +27,6 @@ import ThreadSupport
 /// write fails them as well. Nothing is ever sent twice.
 final class LoopConnection: RequestRunner, LoopDescriptorHandler, @unchecked Sendable {
     private let configuration: RedisConfiguration
-    private let logger: Logger
     private let loop: TaskLoop
 
     // Guarded by `lock`.
@@ -47,8 +46,7 @@ final class LoopConnection: RequestRunner, LoopDescriptorHandler, @unchecked Sen
     // Only the loop's thread touches these.
     private var socket: HiredisSocket?
     private var connecting = false
-    private var backoff: ReconnectBackoff
-    private var nextConnectAttempt: ContinuousClock.Instant = .now
+    private var attempts: ConnectAttempts
     /// Requests written (or being written), oldest first from `onWireHead`; their replies arrive
     /// in this order.
     private var onWire: [Sent] = []
@@ -70,10 +68,8 @@ final class LoopConnection: RequestRunner, LoopDescriptorHandler, @unchecked Sen
 
     init(configuration: RedisConfiguration, logger: Logger, loop: TaskLoop) {
         self.configuration = configuration
-        self.logger = logger
         self.loop = loop
-        self.backoff = ReconnectBackoff(
-            base: configuration.reconnectBaseDelay, maximum: configuration.reconnectMaxDelay)
+        self.attempts = ConnectAttempts(configuration: configuration, logger: logger)
     }
 
     // MARK: Any thread
@@ -334,7 +330,7 @@ final class LoopConnection: RequestRunner, LoopDescriptorHandler, @unchecked Sen
     /// Connects on a thread of its own (after the backoff), then hands the socket to the loop.
     private func connect() {
         connecting = true
-        let wait = nextConnectAttempt - .now
+        let wait = attempts.wait
         let configuration = configuration
         startThread(named: "redis-connect") { [self] in
             if wait > .zero { Thread.sleep(forTimeInterval: wait.seconds) }
@@ -355,22 +351,12 @@ final class LoopConnection: RequestRunner, LoopDescriptorHandler, @unchecked Sen
                 failInbox(RedisError(.connectionFailed, "could not make the socket non-blocking"))
                 return
             }
-            if backoff.failures > 0 {
-                logger.info("redis reconnected", metadata: ["redis.endpoint": "\(configuration.redactedDescription)"])
-            }
-            backoff.reset()
+            attempts.succeeded()
             self.socket = socket
             loop.watch(socket.fileDescriptor, self)
             flush()
         case .failure(let error):
-            if error.code == .connectionFailed {
-                nextConnectAttempt = .now + backoff.nextDelay()
-                if backoff.failures == 1 || backoff.failures % 20 == 0 {
-                    logger.warning(
-                        "redis connect failed",
-                        metadata: ["error": "\(error.message)", "redis.attempts": "\(backoff.failures)"])
-                }
-            }
+            attempts.failed(error)
             failInbox(error)
         }
     }

@@ -137,7 +137,7 @@ struct Request {
 }
 
 /// The connection's shared state. `@unchecked Sendable`: the mutable queue is guarded by
-/// `condition`; `socket` and `backoff` are touched only by the connection's own thread.
+/// `condition`; `socket` and `attempts` are touched only by the connection's own thread.
 private final class State: RequestRunner, @unchecked Sendable {
     private let condition = NSCondition()
     private var queue: [Request] = []
@@ -152,17 +152,13 @@ private final class State: RequestRunner, @unchecked Sendable {
     private let unanswered = Atomic<Int>(0)
 
     private var socket: HiredisSocket?
-    private var backoff: ReconnectBackoff
-    private var nextConnectAttempt: ContinuousClock.Instant = .now
+    private var attempts: ConnectAttempts
     private let configuration: RedisConfiguration
-    private let logger: Logger
     private static let maxBatch = 512
 
     init(configuration: RedisConfiguration, logger: Logger) {
         self.configuration = configuration
-        self.logger = logger
-        self.backoff = ReconnectBackoff(
-            base: configuration.reconnectBaseDelay, maximum: configuration.reconnectMaxDelay)
+        self.attempts = ConnectAttempts(configuration: configuration, logger: logger)
     }
 
     func nextRequestID() -> UInt64 {
@@ -256,25 +252,15 @@ private final class State: RequestRunner, @unchecked Sendable {
 
     private func connectedSocket() throws -> HiredisSocket {
         if let socket { return socket }
-        let wait = nextConnectAttempt - .now
+        let wait = attempts.wait
         if wait > .zero { Thread.sleep(forTimeInterval: wait.seconds) }
         do {
             let socket = try HiredisSocket(configuration: configuration)
-            if backoff.failures > 0 {
-                logger.info("redis reconnected", metadata: ["redis.endpoint": "\(configuration.redactedDescription)"])
-            }
-            backoff.reset()
+            attempts.succeeded()
             self.socket = socket
             return socket
         } catch let error as RedisError {
-            if error.code == .connectionFailed {
-                nextConnectAttempt = .now + backoff.nextDelay()
-                if backoff.failures == 1 || backoff.failures % 20 == 0 {
-                    logger.warning(
-                        "redis connect failed",
-                        metadata: ["error": "\(error.message)", "redis.attempts": "\(backoff.failures)"])
-                }
-            }
+            attempts.failed(error)
             throw error
         }
     }
@@ -342,6 +328,41 @@ private final class State: RequestRunner, @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         return closed || interruptedID == id
+    }
+}
+
+/// A connection's connect attempts: the backoff after failed ones, and their log lines (the first
+/// failure and every twentieth, and the reconnect).
+struct ConnectAttempts {
+    private var backoff: ReconnectBackoff
+    private var next: ContinuousClock.Instant = .now
+    private let endpoint: String
+    private let logger: Logger
+
+    init(configuration: RedisConfiguration, logger: Logger) {
+        self.backoff = ReconnectBackoff(
+            base: configuration.reconnectBaseDelay, maximum: configuration.reconnectMaxDelay)
+        self.endpoint = configuration.redactedDescription
+        self.logger = logger
+    }
+
+    /// How long to wait before the next attempt (zero or less: none).
+    var wait: Duration { next - .now }
+
+    mutating func succeeded() {
+        if backoff.failures > 0 { logger.info("redis reconnected", metadata: ["redis.endpoint": "\(endpoint)"]) }
+        backoff.reset()
+    }
+
+    /// Only a failure to connect backs off; a refused login or database does not.
+    mutating func failed(_ error: RedisError) {
+        guard error.code == .connectionFailed else { return }
+        next = .now + backoff.nextDelay()
+        if backoff.failures == 1 || backoff.failures % 20 == 0 {
+            logger.warning(
+                "redis connect failed",
+                metadata: ["error": "\(error.message)", "redis.attempts": "\(backoff.failures)"])
+        }
     }
 }
 

@@ -15,6 +15,32 @@ struct ConnectionIOTests {
         }
     }
 
+    /// Expects `call` to fail with a ``RedisError`` of `code`, retryable or not as the code says.
+    static func expectFailure(
+        _ code: RedisError.Code, retryable: Bool, _ call: () async throws -> RESPValue,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) async {
+        do {
+            let reply = try await call()
+            Issue.record("expected \(code), got \(reply)", sourceLocation: sourceLocation)
+        } catch let error as RedisError {
+            #expect(error.code == code, sourceLocation: sourceLocation)
+            #expect(error.isRetryable == retryable, sourceLocation: sourceLocation)
+        } catch {
+            Issue.record("expected a RedisError, got \(error)", sourceLocation: sourceLocation)
+        }
+    }
+
+    /// A server of the test's own that allows `DEBUG SLEEP`, which holds it (every client) still.
+    static func serverThatSleeps() async throws -> RedisServerProcess {
+        try await RedisServerProcess.start(extraArguments: ["--enable-debug-command", "yes"])
+    }
+
+    /// Whether `connection` answers a `PING` again within ten seconds.
+    static func comesBack(_ connection: RedisConnection) async throws -> Bool {
+        try await eventually(timeout: .seconds(10)) { (try? await connection.send("PING")) == .status("PONG") }
+    }
+
     @Test(
         "every caller gets its own reply, from the loop and from the pool at once; values of megabytes both ways",
         .timeLimit(.minutes(1)), arguments: RedisConfiguration.PoolIO.allCases)
@@ -95,12 +121,7 @@ struct ConnectionIOTests {
         }
         try await Task.sleep(for: .milliseconds(100))
         waiting.cancel()
-        do {
-            _ = try await waiting.value
-            Issue.record("a canceled BLPOP returned")
-        } catch let error as RedisError {
-            #expect(error.code == .canceled)
-        }
+        await Self.expectFailure(.canceled, retryable: false) { try await waiting.value }
         #expect(ContinuousClock.now - started < .seconds(20))
         #expect(try await connection.send("PING") == .status("PONG"))
     }
@@ -109,7 +130,7 @@ struct ConnectionIOTests {
         "no reply within the command timeout: the call fails as a timeout and the connection comes back",
         .timeLimit(.minutes(1)), arguments: RedisConfiguration.PoolIO.allCases)
     func commandTimeout(io: RedisConfiguration.PoolIO) async throws {
-        let server = try await RedisServerProcess.start(extraArguments: ["--enable-debug-command", "yes"])
+        let server = try await Self.serverThatSleeps()
         defer { server.terminate() }
         var configuration = server.configuration
         configuration.commandTimeout = .milliseconds(300)
@@ -121,18 +142,9 @@ struct ConnectionIOTests {
         // DEBUG SLEEP holds the server (every client) for a second.
         let sleeper = Task { try await helper.send("DEBUG", "SLEEP", "1") }
         try await Task.sleep(for: .milliseconds(50))
-        do {
-            _ = try await connection.send("PING")
-            Issue.record("a call answered after the timeout succeeded")
-        } catch let error as RedisError {
-            #expect(error.code == .timeout)
-            #expect(error.isRetryable)
-        }
+        await Self.expectFailure(.timeout, retryable: true) { try await connection.send("PING") }
         _ = try await sleeper.value
-        let back = try await eventually(timeout: .seconds(10)) {
-            (try? await connection.send("PING")) == .status("PONG")
-        }
-        #expect(back)
+        #expect(try await Self.comesBack(connection))
     }
 
     @Test(
@@ -147,26 +159,17 @@ struct ConnectionIOTests {
         server.terminate()
         // The first call finds the socket dead or cannot connect: either way it fails, retryably.
         for _ in 0..<3 {
-            do {
-                _ = try await connection.send("PING")
-                Issue.record("a call without a server succeeded")
-            } catch let error as RedisError {
-                #expect(error.code == .connectionFailed)
-                #expect(error.isRetryable)
-            }
+            await Self.expectFailure(.connectionFailed, retryable: true) { try await connection.send("PING") }
         }
         try await server.restart()
-        let back = try await eventually(timeout: .seconds(10)) {
-            (try? await connection.send("PING")) == .status("PONG")
-        }
-        #expect(back)
+        #expect(try await Self.comesBack(connection))
     }
 
     @Test(
         "close ends every call waiting (those on the wire may still get their replies) and fails later ones",
         .timeLimit(.minutes(1)), arguments: RedisConfiguration.PoolIO.allCases)
     func close(io: RedisConfiguration.PoolIO) async throws {
-        let server = try await RedisServerProcess.start(extraArguments: ["--enable-debug-command", "yes"])
+        let server = try await Self.serverThatSleeps()
         defer { server.terminate() }
         let connection = Self.connection(io, server.configuration)
         let helper = Self.connection(.threads, server.configuration)
