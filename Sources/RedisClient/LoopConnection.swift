@@ -83,6 +83,8 @@ final class LoopConnection: RequestRunner, LoopDescriptorHandler, @unchecked Sen
 
     var inFlight: Int { unanswered.load(ordering: .relaxed) }
 
+    var isIOThread: Bool { loop.isCurrentThread }
+
     func enqueue(_ request: Request) {
         let complete = request.complete
         let counted = Request(id: request.id, commands: request.commands, blockingTimeout: request.blockingTimeout) {

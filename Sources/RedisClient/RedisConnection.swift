@@ -85,6 +85,8 @@ public final class RedisConnection: Sendable {
     /// reply. For components that must keep running while the cooperative pool is saturated
     /// (the lease renewer). Never call it from an async context.
     public func sendAndWait(_ command: RedisCommand) throws -> RESPValue {
+        // The thread that would do the I/O would wait for itself.
+        precondition(!state.isIOThread, "sendAndWait on the thread that runs the connection")
         let done = DispatchSemaphore(value: 0)
         let box = ResultBox()
         state.enqueue(
@@ -127,6 +129,8 @@ protocol RequestRunner: Sendable {
     func cancel(id: UInt64)
     func close()
     var inFlight: Int { get }
+    /// Whether the calling thread is the one that does the connection's I/O.
+    var isIOThread: Bool { get }
 }
 
 struct Request {
@@ -191,6 +195,9 @@ private final class State: RequestRunner, @unchecked Sendable {
 
     /// Requests queued and not completed yet.
     var inFlight: Int { unanswered.load(ordering: .relaxed) }
+
+    /// Its own thread runs only the connection's loop, which never calls back into it.
+    var isIOThread: Bool { false }
 
     func cancel(id: UInt64) {
         condition.lock()

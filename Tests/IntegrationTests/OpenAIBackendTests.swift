@@ -408,7 +408,9 @@ struct OpenAIBackendHTTPTests {
             server, backend, _ in
             let start = ContinuousClock.now
             _ = await expectBackendError(.timeout) { try await backend.generate(request()) }
-            #expect(ContinuousClock.now - start < .seconds(3))
+            // The server never answers: without the timeout the call would end only with the test.
+            // The bound is loose, a loaded machine may be slow to notice a 500 ms timeout.
+            #expect(ContinuousClock.now - start < .seconds(10))
             #expect(server.stats.timeouts == 1)
         }
     }
