@@ -8,7 +8,7 @@ import ThreadSupport
 /// Its I/O never runs on Swift's cooperative pool. With a thread of its own (the default), hiredis
 /// blocks on that thread: every call is queued to it and the caller's task suspends until the
 /// reply comes back. On a ``TaskLoop`` (the pool's connections) the socket is non-blocking and
-/// polled by the loop, which writes the requests made in a round at its end and resumes the
+/// polled by the loop, which writes a request once the job that made it ends and resumes the
 /// callers as the replies arrive: a caller on the loop then waits without any thread hand-off.
 /// Either way, requests that arrive while others are on the wire are written together and their
 /// replies read together (automatic pipelining), so many tasks sharing one connection cost few

@@ -23,7 +23,8 @@ import Synchronization
 /// Its descriptors: it waits in `ppoll` on a wake-up descriptor and on the sockets of the Redis
 /// connections that run on it (``watch(_:_:)``), and calls their handlers when they are ready. A
 /// task on the loop that sends a command and awaits the reply then costs no thread hand-off at all:
-/// the loop writes the request at the end of the round, and the reply resumes the task on the loop.
+/// the loop writes the request once the job that made it ends, and the reply resumes the task on
+/// the loop.
 ///
 /// Everything on the loop shares one thread: a job or a callback that blocks holds up every other
 /// task of the loop and every deadline. Blocking work (codecs, files, connecting) belongs on the
