@@ -1,4 +1,5 @@
 import JobQueue
+import RedisClient
 import RedisQueue
 import Testing
 
@@ -112,5 +113,30 @@ struct EventOrderTests {
             try await Self.trail(fixture, id) == [
                 "queued(enqueued)", "started", "queued(lease_expired)", "started", "dead(poisoned)",
             ])
+    }
+}
+
+@Suite("Nudges")
+struct NudgeTests {
+    @Test(
+        "every event is also published on the queue's nudge channel as `<type> <job id>`, in order",
+        .timeLimit(.minutes(1)))
+    func everyEventIsNudged() async throws {
+        let fixture = try await QueueFixture()
+        defer { fixture.close() }
+        let queue = fixture.queue
+        let subscriber = RedisSubscriber(configuration: SharedRedis.configuration, channels: [queue.keys.nudgeChannel])
+        defer { subscriber.close() }
+        var events = subscriber.events.makeAsyncIterator()
+        #expect(await events.next() == .subscribed)
+
+        let id = try await queue.enqueue(spec("nudged")).jobID
+        let lease = try await EventOrderTests.claimOnly(fixture, id)
+        try await queue.complete(lease, result: emptyResult)
+        var nudges: [String] = []
+        while nudges.count < 3, let event = await events.next() {
+            if case .message(_, let payload) = event { nudges.append(String(decoding: payload, as: UTF8.self)) }
+        }
+        #expect(nudges == ["queued \(id)", "started \(id)", "succeeded \(id)"])
     }
 }

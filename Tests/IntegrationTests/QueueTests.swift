@@ -212,15 +212,17 @@ struct QueueTests {
         let fixture = try await QueueFixture(settings: settings)
         defer { fixture.close() }
         let id = try await fixture.queue.enqueue(spec("u1")).jobID
+        // A second of backoff: the claim right after the failure comes well inside it, even on a
+        // machine loaded by the rest of the suite.
         let retry = JobFailure(
-            code: "timeout", message: "the backend timed out", disposition: .retry(after: .milliseconds(200)))
+            code: "timeout", message: "the backend timed out", disposition: .retry(after: .seconds(1)))
 
         let first = try #require(try await fixture.queue.claim(workerID: "w", limit: 1).jobs.first)
         #expect(try await fixture.queue.fail(first.lease, failure: retry) == .delayed)
         let waiting = try await fixture.queue.claim(workerID: "w", limit: 1)
         #expect(waiting.jobs.isEmpty)
         #expect((waiting.nextDueIn ?? .zero) > .zero)
-        try await Task.sleep(for: .milliseconds(250))
+        try await Task.sleep(for: .milliseconds(1050))
         // Due now: the claim itself moves it back to the queue and takes it.
         let second = try #require(try await fixture.queue.claim(workerID: "w", limit: 1).jobs.first)
         #expect(second.lease.attempt == 2)
