@@ -79,8 +79,19 @@ final class HiredisSocket {
     /// `command` as a RESP array of bulk strings, in one buffer.
     static func encode(_ command: RedisCommand) -> [UInt8] {
         var resp: [UInt8] = []
-        forEachPiece(of: command) { resp.append(contentsOf: $0) }
+        append(command, to: &resp)
         return resp
+    }
+
+    /// Appends `command` as a RESP array of bulk strings to `buffer` (a loop connection's output),
+    /// every argument copied once, straight into it.
+    static func append(_ command: RedisCommand, to buffer: inout [UInt8]) {
+        appendHeader(UInt8(ascii: "*"), command.count, to: &buffer)
+        for argument in command {
+            appendHeader(UInt8(ascii: "$"), argument.bytes.count, to: &buffer)
+            buffer.append(contentsOf: argument.bytes)
+            buffer.append(contentsOf: [UInt8(ascii: "\r"), UInt8(ascii: "\n")])
+        }
     }
 
     /// Arguments up to this size are gathered with the headers; larger ones go by themselves.

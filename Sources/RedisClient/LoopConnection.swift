@@ -170,9 +170,7 @@ final class LoopConnection: RequestRunner, LoopDescriptorHandler, @unchecked Sen
         onWire.removeAll(keepingCapacity: true)
         onWireHead = 0
         for request in taken {
-            for command in request.commands {
-                HiredisSocket.forEachPiece(of: command) { output.append(contentsOf: $0) }
-            }
+            for command in request.commands { HiredisSocket.append(command, to: &output) }
             let limit = request.blockingTimeout.map { TaskLoop.nanoseconds($0) + timeout } ?? timeout
             onWire.append(Sent(request: request, replies: [], deadline: now + limit))
         }

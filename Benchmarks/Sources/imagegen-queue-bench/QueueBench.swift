@@ -47,20 +47,20 @@ struct QueueBench: AsyncParsableCommand {
         // Swift's global pool, alternating.
         let pings = 5_000
         let sequentialCount = min(jobs, 5_000) / 2
+        let pingRound: @Sendable () async throws -> Void = {
+            for _ in 0..<pings / 4 { _ = try await pool.send("PING") }
+        }
+        let enqueueRound: @Sendable () async throws -> Void = {
+            for _ in 0..<sequentialCount / 2 { _ = try await queue.enqueue(spec) }
+        }
         var onLoop: (ping: [Duration], enqueue: [Duration]) = ([], [])
         var onPool: (ping: [Duration], enqueue: [Duration]) = ([], [])
         for _ in 0..<2 {
-            onLoop.ping.append(
-                try await withTaskExecutorPreference(pool.executor) {
-                    try await Self.timed { for _ in 0..<pings / 4 { _ = try await pool.send("PING") } }
-                })
-            onPool.ping.append(try await Self.timed { for _ in 0..<pings / 4 { _ = try await pool.send("PING") } })
+            onLoop.ping.append(try await withTaskExecutorPreference(pool.executor) { try await Self.timed(pingRound) })
+            onPool.ping.append(try await Self.timed(pingRound))
             onLoop.enqueue.append(
-                try await withTaskExecutorPreference(pool.executor) {
-                    try await Self.timed { for _ in 0..<sequentialCount / 2 { _ = try await queue.enqueue(spec) } }
-                })
-            onPool.enqueue.append(
-                try await Self.timed { for _ in 0..<sequentialCount / 2 { _ = try await queue.enqueue(spec) } })
+                try await withTaskExecutorPreference(pool.executor) { try await Self.timed(enqueueRound) })
+            onPool.enqueue.append(try await Self.timed(enqueueRound))
         }
         let concurrent = try await Self.timed {
             try await withThrowingTaskGroup(of: Void.self) { group in
