@@ -47,7 +47,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 18
+local REVISION = 19
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -155,6 +155,7 @@ local function config(P)
     if v ~= nil and DEFAULTS[raw[i]] ~= nil then c[raw[i]] = v end
   end
   if c.events_max_age_ms > c.retention_ms then c.events_max_age_ms = c.retention_ms end
+  c.retention_ms_s = string.format('%d', c.retention_ms)
   c.default_url = redis.call('GET', P .. ':wh:default_url') or false
   migrate_queues(P, c)
   if CONFIG_COUNT >= 256 then CONFIGS, CONFIG_COUNT = {}, 0 end
@@ -182,7 +183,7 @@ end
 
 -- Marks a key for the retention TTL (set once, when the call ends).
 local function touch(P, c, key)
-  TOUCHED[key] = c.retention_ms
+  TOUCHED[key] = c.retention_ms_s
 end
 
 -- The P:sched hash, loaded on first use in a call.
@@ -730,7 +731,7 @@ local function take_from_tier(P, c, now, tier, factor, skip, heads, batch)
           end
           -- The user goes to the back of the ring, or leaves it when it has nothing more queued.
           if redis.call('LLEN', list) > 0 then
-            redis.call('ZADD', ring, next_turn(P, tier), user)
+            redis.call('ZADD', ring, number_string(next_turn(P, tier)), user)
           else
             redis.call('ZREM', ring, user)
             IN_RING[ring .. '\t' .. user] = nil
@@ -751,7 +752,7 @@ end
 --   pending). While the backend is paused, or its quota breaker open, nothing is claimed; when the
 --   breaker is half-open one job goes out as its probe.
 local function claim_jobs(P, c, now, worker, want)
-  redis.call('ZADD', P .. ':workers', now, worker)
+  redis.call('ZADD', P .. ':workers', string.format('%d', now), worker)
   touch(P, c, P .. ':workers')
   recover_expired(P, c, now)
   promote_due(P, c, now)
@@ -810,7 +811,7 @@ local function claim_jobs(P, c, now, worker, want)
         redis.call('HINCRBY', P .. ':inflight', user, 1)
         touch(P, c, P .. ':inflight')
       end
-      emit(P, c, now, 'started', id, user, tier, { 'worker', worker, 'attempt', attempt })
+      emit(P, c, now, 'started', id, user, tier, { 'worker', worker, 'attempt', string.format('%d', attempt) })
       reply[#reply + 1] = id
       reply[#reply + 1] = token
       reply[#reply + 1] = attempt
@@ -991,7 +992,7 @@ local function complete_stored(keys, args)
     if not n or n < 0 or n > 10 or n % 1 ~= 0 or not ttl or ttl < 1 or i + 5 + 2 * n > #args then
       return fail('invalid_job', 'complete_stored: job ' .. tostring(id) .. ' has a malformed output list')
     end
-    local outputs = { ttl = math.floor(ttl) }
+    local outputs = { ttl = string.format('%d', math.floor(ttl)) }
     for k = 0, n - 1 do
       local key = args[i + 6 + 2 * k]
       if key ~= 'output:' .. id .. ':' .. k then
