@@ -47,7 +47,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 19
+local REVISION = 20
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -334,7 +334,7 @@ local function push_ready(P, c, id, user, tier, front)
   touch(P, c, list)
   if IN_RING[ring .. '\t' .. user] then return end
   if not any_parked(P) or not redis.call('ZSCORE', k.parked, user) then
-    redis.call('ZADD', ring, 'NX', next_turn(P, tier), user)
+    redis.call('ZADD', ring, 'NX', number_string(next_turn(P, tier)), user)
     touch(P, c, ring)
     IN_RING[ring .. '\t' .. user] = true
   end
@@ -487,7 +487,8 @@ local function enqueue_one(P, c, now, json, idem, delay, next_id)
   local hook = (type(spec.webhook_url) == 'string' and spec.webhook_url ~= '') and '1' or '0'
   local at = string.format('%d', now)
   redis.call('HSET', jk, 'id', id, 'spec', json, 'user', spec.user, 'tier', spec.tier, 'kind', spec.kind,
-    'state', state, 'attempts', '0', 'recoveries', '0', 'max_attempts', c.max_attempts, 'cost', spec.n or 1,
+    'state', state, 'attempts', '0', 'recoveries', '0', 'max_attempts', number_string(c.max_attempts),
+    'cost', number_string(spec.n or 1),
     'created_ms', at, 'updated_ms', at, 'idem', idem, 'hook', hook)
   touch(P, c, jk)
   if idem ~= '' then redis.call('SET', P .. ':idem:' .. idem, id, 'PX', c.retention_ms) end
