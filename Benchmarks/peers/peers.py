@@ -286,8 +286,18 @@ class SidekiqPeer(Peer):
                 "-e", "production"]
 
 
+class SidekiqDefaultLoggingPeer(SidekiqPeer):
+    """Sidekiq with its default log level (INFO: a line for every job started and done)."""
+
+    name = "Sidekiq (INFO log)"
+
+    def __init__(self, url, prefix):
+        super().__init__(url, prefix)
+        self.env["PEER_SIDEKIQ_LOG_LEVEL"] = "INFO"
+
+
 PEERS = {"bullmq": BullMQPeer, "celery": CeleryPeer, "rq": RQPeer, "arq": ArqPeer, "dramatiq": DramatiqPeer,
-         "taskiq": TaskiqPeer, "sidekiq": SidekiqPeer}
+         "taskiq": TaskiqPeer, "sidekiq": SidekiqPeer, "sidekiq-info": SidekiqDefaultLoggingPeer}
 
 
 # ---------------------------------------------------------------- scenarios

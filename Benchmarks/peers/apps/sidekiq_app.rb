@@ -9,7 +9,9 @@ COUNTER_LOCK = Mutex.new
 
 Sidekiq.configure_server do |config|
   config.redis = { url: ENV.fetch("PEER_REDIS_URL") }
-  config.logger.level = Logger::WARN
+  # Quiet, as Sidekiq's own load test runs it; PEER_SIDEKIQ_LOG_LEVEL=INFO is its default (a line
+  # per job started and done).
+  config.logger.level = Logger.const_get(ENV.fetch("PEER_SIDEKIQ_LOG_LEVEL", "WARN"))
 end
 
 def peer_done
