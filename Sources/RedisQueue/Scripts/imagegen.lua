@@ -47,7 +47,7 @@
 
 -- Raised with every change to this file. Clients load the library when the server's revision is
 -- older than theirs (or missing), never when it is newer, so a rolling upgrade cannot go back.
-local REVISION = 20
+local REVISION = 21
 
 local TIERS = { 'pro', 'standard', 'free' }
 local TIER_SET = { pro = true, standard = true, free = true }
@@ -227,7 +227,9 @@ local function any_parked(P)
   return any
 end
 
--- A number as Redis would store it: integers without an exponent or a fraction.
+-- A number as Redis would store it: integers without an exponent or a fraction. Numbers on the hot
+-- paths go to redis.call as such strings: Lua's own conversion runs the C library's float printer
+-- ('%.14g'), which cost about a microsecond of Redis time per job.
 local function number_string(v)
   if v == math.floor(v) and v > -1e15 and v < 1e15 then return string.format('%d', v) end
   return string.format('%.17g', v)
