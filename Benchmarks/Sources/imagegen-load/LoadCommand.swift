@@ -53,6 +53,12 @@ struct LoadCommand: AsyncParsableCommand {
     @Flag(help: "io with --backend openai: the fake server draws noise, so outputs do not compress (600x600 ≈ 1 MB).")
     var outputNoise = false
 
+    @Option(
+        help:
+            "ingest: the folder of real test images (PngSuite, libjpeg-turbo's) mixed with the generated ones. Default: the repository's Tests/Corpus."
+    )
+    var corpus: String?
+
     @Option(help: "Directory of the reports, charts and process logs. Default load-results.")
     var outDir: String = "load-results"
 
@@ -89,6 +95,9 @@ struct LoadCommand: AsyncParsableCommand {
         if let maxSeconds, !(maxSeconds > 0) { throw ValidationError("--max-seconds must be positive") }
         if let latencyMs, latencyMs < 0 { throw ValidationError("--latency-ms cannot be negative") }
         guard killEvery > 0 else { throw ValidationError("--kill-every must be positive") }
+        if let corpus, !FileManager.default.fileExists(atPath: corpus) {
+            throw ValidationError("--corpus: no folder at \(corpus)")
+        }
     }
 
     func run() async throws {
@@ -96,7 +105,7 @@ struct LoadCommand: AsyncParsableCommand {
         let options = ScenarioOptions(
             workers: workers, slots: slots.map { $0.split(separator: ",").compactMap { Int($0) } }, jobs: jobs,
             maxSeconds: maxSeconds, latencyMS: latencyMs, killEverySeconds: killEvery, outputSize: outputSize,
-            outputNoise: outputNoise, providerLimit: providerLimit, backend: backend)
+            outputNoise: outputNoise, providerLimit: providerLimit, backend: backend, corpus: corpus)
         let harness = Harness(
             options: .init(
                 redisURL: redisURL, redisPort: redisPort, imagegen: imagegen, runDirectory: "\(outDir)/logs",

@@ -28,6 +28,8 @@ struct ScenarioOptions: Sendable {
     var providerLimit: Int?
     /// io: `simulated` (default) or `openai` (the OpenAI backend over HTTP to the fake server).
     var backend = "simulated"
+    /// ingest: the folder of real test images (default: the repository's `Tests/Corpus`).
+    var corpus: String?
 }
 
 /// The scenarios by name, each a function of the harness and the options.
@@ -530,17 +532,24 @@ enum Scenarios {
 
     /// Edits with mixed real uploads (large and small JPEGs and PNGs) through the whole pipeline.
     static func ingest(_ harness: Harness, _ options: ScenarioOptions) async throws -> ScenarioResult {
-        let jobs = options.jobs ?? 60
+        let generatedJobs = options.jobs ?? 60
         var result = ScenarioResult(scenario: "ingest")
+        let real = try realImages(options.corpus)
         FileHandle.standardError.write(Data("[ingest] drawing the reference images…\n".utf8))
-        let uploads: [(name: String, bytes: [UInt8], pixels: Int)] = [
-            ("photo-12mp.jpg", try ReferenceImages.photoJPEG(), 4000 * 3000),
-            ("rgba-4096.png", try ReferenceImages.rgbaPNG(), 4096 * 4096),
-            ("photo-2mp.jpg", try ReferenceImages.photoJPEG(width: 1600, height: 1200), 1600 * 1200),
-            ("photo-vga.jpg", try ReferenceImages.photoJPEG(width: 640, height: 480), 640 * 480),
-            ("rgba-1024.png", try ReferenceImages.rgbaPNG(side: 1024), 1024 * 1024),
-            ("photo-3mp.png", try PNGCodec.encode(ReferenceImages.photo(width: 2000, height: 1500)), 2000 * 1500),
+        let generated: [Upload] = [
+            Upload(name: "photo-12mp.jpg", bytes: try ReferenceImages.photoJPEG(), pixels: 4000 * 3000),
+            Upload(name: "rgba-4096.png", bytes: try ReferenceImages.rgbaPNG(), pixels: 4096 * 4096),
+            Upload(
+                name: "photo-2mp.jpg", bytes: try ReferenceImages.photoJPEG(width: 1600, height: 1200),
+                pixels: 1600 * 1200),
+            Upload(
+                name: "photo-vga.jpg", bytes: try ReferenceImages.photoJPEG(width: 640, height: 480), pixels: 640 * 480),
+            Upload(name: "rgba-1024.png", bytes: try ReferenceImages.rgbaPNG(side: 1024), pixels: 1024 * 1024),
+            Upload(
+                name: "photo-3mp.png", bytes: try PNGCodec.encode(ReferenceImages.photo(width: 2000, height: 1500)),
+                pixels: 2000 * 1500),
         ]
+        let uploads = generated + real
         let queue = try await harness.makeQueue("ingest", settings: settings())
         defer { queue.close() }
         let blobs = RedisBlobStore(pool: harness.pool, prefix: queue.keys.blobPrefix)
@@ -550,11 +559,18 @@ enum Scenarios {
             try await blobs.put(key, upload.bytes, ttl: .seconds(3600))
             keys.append(key)
         }
-        let specs = (0..<jobs).map { index in
-            JobSpec(
-                user: "u\(index % 10)", kind: .edit, prompt: "load \(index)", size: "auto",
-                inputs: [keys[index % keys.count]])
+        // The generated uploads in turn, `generatedJobs` edits; each real image once, spread evenly
+        // among them (an upload's index in `uploads`).
+        var picks: [Int] = []
+        for job in 0..<generatedJobs {
+            picks.append(job % generated.count)
+            let realRange = (job * real.count / generatedJobs)..<((job + 1) * real.count / generatedJobs)
+            picks += realRange.map { generated.count + $0 }
         }
+        let specs = picks.enumerated().map { index, pick in
+            JobSpec(user: "u\(index % 10)", kind: .edit, prompt: "load \(index)", size: "auto", inputs: [keys[pick]])
+        }
+        let jobs = specs.count
         let ids = try await Producer.concurrent(queue, specs, callers: 8, label: "enqueue").ids
         let processes = try await startAll(
             harness, options.workers ?? 1, queue,
@@ -569,18 +585,30 @@ enum Scenarios {
         let timelines = try await readTimelines(queue)
         let (jobsPerSecond, makespan) = rate(timelines)
         var ingestMS: [Double] = []
+        var realIngestMS: [Double] = []
         var failed = 0
-        for id in ids {
+        var realFailed: [String] = []
+        for (id, pick) in zip(ids, picks) {
             let record = try await queue.status(jobID: id)
-            if let ms = record?.result?.durations.ingestMS { ingestMS.append(Double(ms)) }
-            if record?.state != .succeeded { failed += 1 }
+            let isReal = pick >= generated.count
+            if let ms = record?.result?.durations.ingestMS {
+                if isReal { realIngestMS.append(Double(ms)) } else { ingestMS.append(Double(ms)) }
+            }
+            if record?.state != .succeeded {
+                failed += 1
+                if isReal { realFailed.append(uploads[pick].name) }
+            }
         }
-        let bytes = (0..<jobs).reduce(0) { $0 + uploads[$1 % uploads.count].bytes.count }
-        let pixels = (0..<jobs).reduce(0) { $0 + uploads[$1 % uploads.count].pixels }
+        let bytes = picks.reduce(0) { $0 + uploads[$1].bytes.count }
+        let pixels = picks.reduce(0) { $0 + uploads[$1].pixels }
         let ingest = Distribution(ingestMS)
+        let realIngest = Distribution(realIngestMS)
         result.add("jobs", .int(jobs))
         result.add(
-            "uploads", .array(uploads.map { .object([("name", .string($0.name)), ("bytes", .int($0.bytes.count))]) }))
+            "uploads", .array(generated.map { .object([("name", .string($0.name)), ("bytes", .int($0.bytes.count))]) }))
+        result.add(
+            "real_images", .int(real.count), row: "real images (each once) + edits of the generated ones",
+            value: "\(real.count) + \(generatedJobs)")
         result.add("finished", .bool(drain.finished))
         result.add("jobs_per_second", .number(jobsPerSecond), row: "jobs/s", value: format(jobsPerSecond, 2))
         result.add(
@@ -589,17 +617,56 @@ enum Scenarios {
         result.add(
             "megapixels_per_second", .number(Double(pixels) / 1e6 / makespan), row: "megapixels/s",
             value: format(Double(pixels) / 1e6 / makespan, 1))
-        result.add("ingest_ms", .distribution(ingest), row: "ingest ms per job", value: formatMS(ingest))
+        result.add(
+            "ingest_ms", .distribution(ingest), row: "ingest ms per job, generated uploads", value: formatMS(ingest))
+        result.add(
+            "real_ingest_ms", .distribution(realIngest), row: "ingest ms per job, real images",
+            value: formatMS(realIngest))
         result.add(
             "worker_cpu_ms_per_job", .number(cpu / Double(jobs) * 1000), row: "worker CPU ms per job",
             value: format(cpu / Double(jobs) * 1000, 0))
         result.add(
             "worker_rss_max_mb", .number(drain.maxRSSMB), row: "worker RSS max MB", value: format(drain.maxRSSMB, 0))
         result.add("not_succeeded", .int(failed), row: "jobs not succeeded", value: "\(failed)", target: "0")
-        result.latencies = ingestMS
+        result.add("real_not_succeeded", .array(realFailed.map { .string($0) }))
+        result.latencies = ingestMS + realIngestMS
         result.latencyLabel = "INGEST MS"
         (result.throughput, result.throughputBin) = throughputSeries(timelines)
         return result
+    }
+
+    struct Upload {
+        var name: String
+        var bytes: [UInt8]
+        var pixels: Int
+    }
+
+    /// The real test images of `folder` (default: the repository's `Tests/Corpus`) that a worker
+    /// accepts: every PngSuite file but the `x*` ones (broken on purpose), and libjpeg-turbo's
+    /// test images but the 12-bit JPEG, the BMP and Netpbm files and the ICC profiles (see the
+    /// folder's README files). No folder at the default place: none, with a note.
+    static func realImages(_ folder: String?) throws -> [Upload] {
+        let repository = URL(fileURLWithPath: #filePath).appendingPathComponent("../../../..").standardizedFileURL
+        let root = folder ?? repository.appendingPathComponent("Tests/Corpus").path
+        let files = FileManager.default
+        guard files.fileExists(atPath: root) else {
+            if folder != nil { throw LoadError("--corpus: no folder at \(root)") }
+            FileHandle.standardError.write(Data("[ingest] no test images at \(root): generated uploads only\n".utf8))
+            return []
+        }
+        func listed(_ sub: String, _ keep: (String) -> Bool) throws -> [String] {
+            let dir = "\(root)/\(sub)"
+            guard files.fileExists(atPath: dir) else { return [] }
+            return try files.contentsOfDirectory(atPath: dir).filter(keep).sorted().map { "\(sub)/\($0)" }
+        }
+        let names =
+            try listed("pngsuite") { $0.hasSuffix(".png") && !$0.hasPrefix("x") }
+            + listed("jpeg") { ($0.hasSuffix(".jpg") || $0.hasSuffix(".png")) && $0 != "monkey12.jpg" }
+        return try names.map { name in
+            let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(root)/\(name)")))
+            let header = try ImageHeader(reading: bytes)
+            return Upload(name: name, bytes: bytes, pixels: header.width * header.height)
+        }
     }
 
     // MARK: Shared
