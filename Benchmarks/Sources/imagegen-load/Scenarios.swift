@@ -664,7 +664,9 @@ enum Scenarios {
             + listed("jpeg") { ($0.hasSuffix(".jpg") || $0.hasSuffix(".png")) && $0 != "monkey12.jpg" }
         return try names.map { name in
             let bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: "\(root)/\(name)")))
-            let header = try ImageHeader(reading: bytes)
+            guard let header = try? ImageHeader(reading: bytes) else {
+                throw LoadError("\(root)/\(name): not a PNG or JPEG whose header can be read")
+            }
             return Upload(name: name, bytes: bytes, pixels: header.width * header.height)
         }
     }
