@@ -86,12 +86,7 @@ final class LoopConnection: RequestRunner, LoopDescriptorHandler, @unchecked Sen
     var isIOThread: Bool { loop.isCurrentThread }
 
     func enqueue(_ request: Request) {
-        let complete = request.complete
-        let counted = Request(id: request.id, commands: request.commands, blockingTimeout: request.blockingTimeout) {
-            [self] result in
-            unanswered.subtract(1, ordering: .relaxed)
-            complete(result)
-        }
+        let counted = request.beforeCompletion { [self] in unanswered.subtract(1, ordering: .relaxed) }
         unanswered.add(1, ordering: .relaxed)
         let (accepted, queueFlush) = lock.withLock { inbox -> (Bool, Bool) in
             if inbox.closed { return (false, false) }
@@ -153,18 +148,7 @@ final class LoopConnection: RequestRunner, LoopDescriptorHandler, @unchecked Sen
             // One batch on the wire at a time: what arrives meanwhile goes out together when its
             // last reply is in.
             if onWireHead < onWire.count { return [] }
-            var count = 0
-            while count < inbox.requests.count {
-                if inbox.requests[count].blockingTimeout != nil {
-                    // A blocking command goes alone.
-                    if count == 0 { count = 1 }
-                    break
-                }
-                count += 1
-            }
-            let taken = Array(inbox.requests[0..<count])
-            inbox.requests.removeFirst(count)
-            return taken
+            return inbox.requests.takeBatch()
         }
         guard !taken.isEmpty else { return }
         onWire.removeAll(keepingCapacity: true)

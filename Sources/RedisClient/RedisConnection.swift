@@ -138,6 +138,30 @@ struct Request {
     let commands: [RedisCommand]
     let blockingTimeout: Duration?
     let complete: @Sendable (Result<[RESPValue], Error>) -> Void
+
+    /// The same request, running `action` before its completion.
+    func beforeCompletion(_ action: @escaping @Sendable () -> Void) -> Request {
+        let complete = self.complete
+        return Request(id: id, commands: commands, blockingTimeout: blockingTimeout) { result in
+            action()
+            complete(result)
+        }
+    }
+}
+
+extension Array where Element == Request {
+    /// Removes and returns the requests to send together next: a blocking request alone (the
+    /// requests after it wait for its reply), else up to `limit` requests before the first blocking
+    /// one. Empty when the array is.
+    mutating func takeBatch(limit: Int = .max) -> [Request] {
+        guard let first = self.first else { return [] }
+        if first.blockingTimeout != nil { return [removeFirst()] }
+        var count = 1
+        while count < self.count, count < limit, self[count].blockingTimeout == nil { count += 1 }
+        let batch = Array(self[0..<count])
+        removeFirst(count)
+        return batch
+    }
 }
 
 /// The connection's shared state. `@unchecked Sendable`: the mutable queue is guarded by
@@ -180,13 +204,7 @@ private final class State: RequestRunner, @unchecked Sendable {
             return
         }
         unanswered.add(1, ordering: .relaxed)
-        let complete = request.complete
-        queue.append(
-            Request(id: request.id, commands: request.commands, blockingTimeout: request.blockingTimeout) {
-                [self] result in
-                unanswered.subtract(1, ordering: .relaxed)
-                complete(result)
-            })
+        queue.append(request.beforeCompletion { [self] in unanswered.subtract(1, ordering: .relaxed) })
         condition.unlock()
         // Signaled after unlocking: a thread woken while the lock is still held would only block
         // on it again.
@@ -244,16 +262,9 @@ private final class State: RequestRunner, @unchecked Sendable {
         defer { condition.unlock() }
         while queue.isEmpty && !closed { condition.wait() }
         if closed { return nil }
-        if queue[0].blockingTimeout != nil {
-            // From here until it ends, a cancel of this request interrupts the socket.
-            let request = queue.removeFirst()
-            runningBlockingID = request.id
-            return [request]
-        }
-        var count = 0
-        while count < queue.count, count < State.maxBatch, queue[count].blockingTimeout == nil { count += 1 }
-        let batch = Array(queue[0..<count])
-        queue.removeFirst(count)
+        let batch = queue.takeBatch(limit: State.maxBatch)
+        // From here until it ends, a cancel of a blocking request interrupts the socket.
+        if let request = batch.first, request.blockingTimeout != nil { runningBlockingID = request.id }
         return batch
     }
 

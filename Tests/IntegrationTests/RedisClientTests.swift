@@ -5,6 +5,19 @@ import Testing
 
 @Suite("Redis client")
 struct RedisClientTests {
+    @Test("batches: a blocking request goes alone; others go together up to the next blocking one or the limit")
+    func takesBatches() {
+        func request(_ id: UInt64, blocking: Bool = false) -> Request {
+            Request(id: id, commands: [["PING"]], blockingTimeout: blocking ? .seconds(1) : nil) { _ in }
+        }
+        var queue = [request(1), request(2), request(3, blocking: true), request(4), request(5), request(6)]
+        #expect(queue.takeBatch().map(\.id) == [1, 2])
+        #expect(queue.takeBatch().map(\.id) == [3])
+        #expect(queue.takeBatch(limit: 2).map(\.id) == [4, 5])
+        #expect(queue.takeBatch().map(\.id) == [6])
+        #expect(queue.takeBatch().isEmpty)
+    }
+
     @Test("URLs: user, password, port, database, unix socket; bad URLs are clear errors")
     func parsesURLs() throws {
         let full = try RedisConfiguration(url: "redis://worker:s%40cret@10.1.2.3:6380/4")
